@@ -1,0 +1,169 @@
+"""Activation functions, as layers without parameters.
+
+Every activation accepts scalars and arrays of any shape, and stays finite and
+warning-free for any finite float32 input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import _checks
+from .backend import ArrayType, xp
+from .layers.layer import Layer
+
+__all__ = ["Activation", "PReLU", "ReLU", "Sigmoid", "Softmax", "Swish", "Tanh"]
+
+
+def sigmoid(x: ArrayType) -> ArrayType:
+    """1/(1 + e^−x), computed from e^−|x| so that nothing overflows."""
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1.0, e) / (1.0 + e)
+
+
+class Activation(Layer):
+    """An element-wise activation ``f`` with derivative ``f_prime``.
+
+    Args:
+        activation: ``f``, applied element-wise in ``forward``.
+        activation_prime: ``f′``; ``backward(G)`` returns ``G * f′(input)``.
+    """
+
+    def __init__(
+        self,
+        activation: Callable[[ArrayType], ArrayType],
+        activation_prime: Callable[[ArrayType], ArrayType],
+    ) -> None:
+        super().__init__()
+        self.activation = activation
+        self.activation_prime = activation_prime
+
+    def forward(self, input_batch: ArrayType, training: bool = True) -> ArrayType:
+        """Same shape in and out; scalars are accepted."""
+        x = self._check_input(input_batch)
+        self.input = x
+        self.output = self.activation(x)
+        return self.output
+
+    def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
+        """``G * f′(input)``; G has the shape of the last output, or is a scalar."""
+        g = self._gradient(output_gradient_batch)
+        return g * self.activation_prime(self.input)
+
+    def _gradient(self, output_gradient_batch: Any) -> Any:
+        """The checked gradient; a scalar stands for a constant gradient of any shape."""
+        if self.output is not None and xp.ndim(output_gradient_batch) == 0:
+            return xp.asarray(output_gradient_batch, dtype=self.output.dtype)
+        return self._check_gradient(output_gradient_batch)
+
+
+class Tanh(Activation):
+    """tanh x; derivative 1 − tanh² x."""
+
+    def __init__(self) -> None:
+        super().__init__(xp.tanh, lambda x: 1.0 - xp.tanh(x) ** 2)
+
+    def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
+        y = self.output
+        return self._gradient(output_gradient_batch) * (1.0 - y * y)
+
+
+class Sigmoid(Activation):
+    """σ(x) = 1/(1 + e^−x); derivative σ(1 − σ)."""
+
+    def __init__(self) -> None:
+        def prime(x: ArrayType) -> ArrayType:
+            s = sigmoid(x)
+            return s * (1.0 - s)
+
+        super().__init__(sigmoid, prime)
+
+    def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
+        s = self.output
+        return self._gradient(output_gradient_batch) * (s * (1.0 - s))
+
+
+class ReLU(Activation):
+    """max(0, x); derivative 1 where x > 0, else 0."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda x: xp.maximum(x, 0.0), lambda x: (x > 0).astype(x.dtype))
+
+    def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
+        return self._gradient(output_gradient_batch) * (self.input > 0)
+
+
+class PReLU(Activation):
+    """x if x > 0 else alpha·x; derivative alpha where x < 0, else 1.
+
+    Args:
+        alpha: The fixed negative slope (a hyper-parameter, not learned).
+    """
+
+    def __init__(self, alpha: float = 0.01) -> None:
+        self.alpha = _checks.number_in("PReLU", "alpha", alpha, -float("inf"), float("inf"))
+        a = self.alpha
+        super().__init__(
+            lambda x: xp.where(x > 0, x, a * x),
+            lambda x: xp.where(x < 0, a, 1.0).astype(x.dtype),
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        return {"type": "PReLU", "alpha": self.alpha}
+
+
+class Swish(Activation):
+    """x·σ(x); derivative σ(x)·(1 + x·(1 − σ(x))) = (1 + e^−x + x·e^−x)/(1 + e^−x)²."""
+
+    def __init__(self) -> None:
+        def prime(x: ArrayType) -> ArrayType:
+            s = sigmoid(x)
+            return s * (1.0 + x * (1.0 - s))
+
+        super().__init__(lambda x: x * sigmoid(x), prime)
+
+
+def softmax(x: ArrayType, temperature: float = 1.0, epsilon: float = 1e-8) -> ArrayType:
+    """softmax(x / (T + ε)) over axis 1, with the row maximum subtracted first."""
+    z = x / (temperature + epsilon)
+    z = z - z.max(axis=1, keepdims=True)
+    e = xp.exp(z)
+    e /= e.sum(axis=1, keepdims=True)
+    return e
+
+
+class Softmax(Activation):
+    """softmax(x / (T + ε)) over axis 1 of (N, classes).
+
+    Args:
+        temperature: T; larger values flatten the distribution.
+        epsilon: ε, keeps the division finite at T = 0.
+    """
+
+    def __init__(self, temperature: float = 1.0, epsilon: float = 1e-8) -> None:
+        self.temperature = _checks.number_in(
+            "Softmax", "temperature", temperature, 0.0, float("inf")
+        )
+        self.epsilon = _checks.number_in("Softmax", "epsilon", epsilon, 0.0, float("inf"))
+        if self.temperature + self.epsilon <= 0:
+            raise ValueError("Softmax: temperature + epsilon must be > 0; got 0")
+        t, e = self.temperature, self.epsilon
+        super().__init__(lambda x: softmax(x, t, e), lambda x: xp.ones_like(x))
+
+    def forward(self, input_batch: ArrayType, training: bool = True) -> ArrayType:
+        """(N, classes) -> (N, classes) probabilities."""
+        x = self._check_input(input_batch, min_ndim=2)
+        self.input = x
+        self.output = softmax(x, self.temperature, self.epsilon)
+        return self.output
+
+    def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
+        """s · (G − Σ_classes(s·G)) / (T + ε)."""
+        g = self._gradient(output_gradient_batch)
+        s = self.output
+        inner = (s * g).sum(axis=1, keepdims=True)
+        return s * (g - inner) / (self.temperature + self.epsilon)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"type": "Softmax", "temperature": self.temperature, "epsilon": self.epsilon}

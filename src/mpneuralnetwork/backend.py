@@ -1,0 +1,96 @@
+"""The array backend: one module ``xp`` that is NumPy on the CPU or CuPy on a GPU.
+
+The backend is chosen once, at import time, from the environment variable
+``MPNN_BACKEND`` (``numpy`` by default, ``cupy`` for the GPU, case-insensitive).
+If CuPy is asked for but cannot be imported, the library falls back to NumPy and
+says so once with a :class:`RuntimeWarning`.
+
+Every array operation of the library goes through ``xp``; :func:`to_host` is the
+only way back to NumPy.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from types import ModuleType
+from typing import Any, TypeAlias
+
+import numpy as np
+
+__all__ = ["DTYPE", "ArrayType", "get_backend", "set_seed", "to_device", "to_host", "xp"]
+
+
+def _select_backend() -> ModuleType:
+    requested = os.environ.get("MPNN_BACKEND", "numpy").strip().lower()
+    if requested in ("", "numpy"):
+        return np
+    if requested == "cupy":
+        try:
+            import cupy
+        except Exception as exc:  # ImportError, or a CUDA library that fails to load
+            warnings.warn(
+                f"MPNN_BACKEND=cupy but CuPy could not be imported ({exc}); "
+                "mpneuralnetwork falls back to NumPy on the CPU.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return np
+        return cupy  # type: ignore[no-any-return]
+    warnings.warn(
+        f"MPNN_BACKEND must be 'numpy' or 'cupy'; got {requested!r}. Using NumPy.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return np
+
+
+#: The active array module: :mod:`numpy` or :mod:`cupy`.
+xp: Any = _select_backend()
+
+#: The dtype of every computation: float32 on both backends.
+DTYPE: type[np.float32] = np.float32
+
+#: A NumPy or a CuPy array (``numpy.ndarray`` for type checkers).
+ArrayType: TypeAlias = np.ndarray
+
+
+def get_backend() -> ModuleType:
+    """Return the active array module (:mod:`numpy` or :mod:`cupy`)."""
+    return xp  # type: ignore[no-any-return]
+
+
+def to_device(a: Any) -> Any:
+    """Return ``a`` (a list, scalar, NumPy or CuPy array) as an array of the active backend.
+
+    The dtype is kept; arrays already on the device are returned as they are.
+    """
+    if xp is np and not isinstance(a, np.ndarray) and hasattr(a, "get"):
+        a = a.get()  # a CuPy array while the backend is NumPy
+    return xp.asarray(a)
+
+
+def to_host(a: Any) -> np.ndarray:
+    """Return ``a`` (any array, list or scalar) as a :class:`numpy.ndarray` on the host."""
+    if isinstance(a, np.ndarray):
+        return a
+    if hasattr(a, "get"):  # CuPy arrays copy back with .get()
+        return np.asarray(a.get())
+    return np.asarray(a)
+
+
+def set_seed(seed: int) -> None:
+    """Seed the backend's global random state.
+
+    Weight initialization, dropout masks, shuffling and the automatic validation
+    split all draw from ``xp.random``, so two runs seeded alike repeat exactly on
+    the same backend.
+
+    Args:
+        seed: A non-negative integer.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"set_seed: seed must be a non-negative integer; got {seed!r}")
+    xp.random.seed(int(seed))
+    if xp is not np:
+        np.random.seed(int(seed))

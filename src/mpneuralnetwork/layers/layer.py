@@ -1,0 +1,175 @@
+"""The base class of every layer (activations included)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .. import _checks
+from ..backend import DTYPE, ArrayType, xp
+
+
+class Layer:
+    """Base of every layer: shapes, building, and the forward / backward protocol.
+
+    Shapes never include the batch dimension. A layer is usable on its own; the
+    :class:`~mpneuralnetwork.model.Model` builds each layer after the first with the
+    output shape of the layer before it.
+
+    Args:
+        output_shape: Shape of one output sample (an int means a 1-tuple), or None.
+        input_shape: Shape of one input sample (an int means a 1-tuple), or None.
+
+    Attributes:
+        input_shape: The per-sample input shape, once known.
+        output_shape: The per-sample output shape, once known.
+        input: The last input batch, cached by ``forward`` for ``backward``.
+        output: The last output batch.
+    """
+
+    def __init__(
+        self,
+        output_shape: int | tuple[int, ...] | None = None,
+        input_shape: int | tuple[int, ...] | None = None,
+    ) -> None:
+        name = type(self).__name__
+        self.output_shape: tuple[int, ...] | None = _checks.shape(name, "output_shape", output_shape)
+        self.input_shape: tuple[int, ...] | None = _checks.shape(name, "input_shape", input_shape)
+        self.input: Any = None
+        self.output: Any = None
+
+    # ----------------------------------------------------------------- building
+    def build(self, input_shape: int | tuple[int, ...]) -> None:
+        """Store the per-sample input shape; the output shape defaults to it.
+
+        Args:
+            input_shape: Shape of one input sample (an int means a 1-tuple).
+        """
+        self.input_shape = _checks.shape(type(self).__name__, "input_shape", input_shape)
+        if self.output_shape is None:
+            self.output_shape = self.input_shape
+
+    @property
+    def input_size(self) -> int:
+        """Number of values in one input sample."""
+        return math.prod(self._known("input_shape"))
+
+    @property
+    def output_size(self) -> int:
+        """Number of values in one output sample."""
+        return math.prod(self._known("output_shape"))
+
+    def _known(self, attribute: str) -> tuple[int, ...]:
+        value = getattr(self, attribute)
+        if value is None:
+            raise ValueError(f"{type(self).__name__}: {attribute} is not known yet; call build")
+        return value  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------ computation
+    def forward(self, input_batch: ArrayType, training: bool = True) -> ArrayType:
+        """Compute the output batch (N, *output_shape) of an input batch (N, *input_shape).
+
+        Args:
+            input_batch: Array of shape (N, *input_shape).
+            training: True while training (dropout active, batch statistics used).
+
+        Returns:
+            The output batch.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
+        """Return dLoss/dinput (N, *input_shape) and store the parameter gradients.
+
+        Args:
+            output_gradient_batch: dLoss/doutput, shape (N, *output_shape).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    # ------------------------------------------------------------- parameters
+    @property
+    def params(self) -> dict[str, tuple[ArrayType, ArrayType]]:
+        """``{name: (value, gradient)}``: the very arrays the layer computes with."""
+        return {}
+
+    def load_params(self, params: dict[str, Any]) -> None:
+        """Copy values into the existing parameter arrays (their identity is kept).
+
+        Args:
+            params: ``{name: array}`` with the shapes of :attr:`params`.
+        """
+        self._copy_into("parameter", params)
+
+    @property
+    def state(self) -> dict[str, ArrayType]:
+        """Non-trainable arrays (running statistics); ``{}`` by default."""
+        return {}
+
+    @state.setter
+    def state(self, values: dict[str, Any]) -> None:
+        self._copy_into("state", values)
+
+    def _copy_into(self, kind: str, values: dict[str, Any]) -> None:
+        owner = type(self).__name__
+        current = (
+            {name: value for name, (value, _) in self.params.items()}
+            if kind == "parameter"
+            else self.state
+        )
+        for name, value in values.items():
+            if name not in current:
+                raise ValueError(
+                    f"{owner}: unknown {kind} {name!r}; expected one of {sorted(current)}"
+                )
+            target = current[name]
+            value = xp.asarray(value)
+            if value.shape != target.shape:
+                raise ValueError(
+                    f"{owner}: {kind} {name!r} must have shape {target.shape}; got {value.shape}"
+                )
+            target[...] = value
+
+    # ---------------------------------------------------------------- config
+    def get_config(self) -> dict[str, Any]:
+        """Return ``{"type": class name, **constructor arguments}``."""
+        return {"type": type(self).__name__}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "type")
+        return f"{type(self).__name__}({args})"
+
+    # ---------------------------------------------------------------- checks
+    def _check_input(self, input_batch: Any, min_ndim: int = 0) -> Any:
+        """Return the input as a floating backend array, checked against ``input_shape``."""
+        x = input_batch if isinstance(input_batch, xp.ndarray) else xp.asarray(input_batch)
+        if x.dtype.kind != "f":
+            x = x.astype(DTYPE)
+        shape = self.input_shape
+        if shape is not None:
+            if x.shape[1:] != shape:
+                raise ValueError(
+                    f"{type(self).__name__}.forward: input_batch must have shape "
+                    f"(N, {', '.join(map(str, shape))}); got {tuple(x.shape)}"
+                )
+        elif x.ndim < min_ndim:
+            raise ValueError(
+                f"{type(self).__name__}.forward: input_batch must have at least {min_ndim} "
+                f"dimensions; got shape {tuple(x.shape)}"
+            )
+        return x
+
+    def _check_gradient(self, output_gradient_batch: Any) -> Any:
+        """Return the gradient as a backend array with the shape of the last output."""
+        if self.output is None:
+            raise ValueError(f"{type(self).__name__}.backward: call forward before backward")
+        g = (
+            output_gradient_batch
+            if isinstance(output_gradient_batch, xp.ndarray)
+            else xp.asarray(output_gradient_batch, dtype=self.output.dtype)
+        )
+        if g.shape != self.output.shape:
+            raise ValueError(
+                f"{type(self).__name__}.backward: output_gradient_batch must have the shape "
+                f"of the last output {tuple(self.output.shape)}; got {tuple(g.shape)}"
+            )
+        return g

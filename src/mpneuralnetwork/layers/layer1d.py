@@ -1,0 +1,304 @@
+"""Layers on flat samples: Dense, Dropout, BatchNormalization."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, get_args
+
+from .. import _checks
+from ..backend import DTYPE, ArrayType, xp
+from .layer import Layer
+
+#: The weight initializations: ``"auto"`` lets the Model choose He or Xavier.
+Lit_W = Literal["auto", "he", "xavier"]
+_INITIALIZATIONS: tuple[str, ...] = get_args(Lit_W)
+
+
+def init_std(method: str, fan_in: int) -> float:
+    """Standard deviation of the initial weights: He sqrt(2/fan_in), Xavier sqrt(1/fan_in), else 0.1."""
+    if method == "he":
+        return math.sqrt(2.0 / fan_in)
+    if method == "xavier":
+        return math.sqrt(1.0 / fan_in)
+    return 0.1
+
+
+class Dense(Layer):
+    """Fully connected layer: ``Y = X @ W + b``.
+
+    Args:
+        output_size: Number of output features.
+        input_size: Number of input features; when given the layer builds at once.
+        initialization: ``"he"``, ``"xavier"``, or ``"auto"`` (the Model picks He
+            before ReLU-like activations and Xavier otherwise).
+        no_bias: True for a layer without biases.
+
+    Shapes:
+        input (N, input_size) -> output (N, output_size).
+        ``weights`` (input_size, output_size), ``biases`` (1, output_size).
+    """
+
+    def __init__(
+        self,
+        output_size: int,
+        input_size: int | None = None,
+        initialization: Lit_W = "auto",
+        no_bias: bool = False,
+    ) -> None:
+        output_size = _checks.positive_int("Dense", "output_size", output_size)
+        if input_size is not None:
+            input_size = _checks.positive_int("Dense", "input_size", input_size)
+        self.initialization = _checks.choice(
+            "Dense", "initialization", initialization, _INITIALIZATIONS
+        )
+        self.no_bias = _checks.boolean("Dense", "no_bias", no_bias)
+        super().__init__(output_shape=output_size)
+        self.weights: Any = None
+        self.biases: Any = None
+        self.weights_gradient: Any = None
+        self.biases_gradient: Any = None
+        if input_size is not None:
+            self.build(input_size)
+
+    def build(self, input_shape: int | tuple[int, ...]) -> None:
+        """Set the input size; initialize the weights unless initialization is ``"auto"``."""
+        shape = _checks.shape("Dense", "input_shape", input_shape)
+        assert shape is not None
+        if len(shape) != 1:
+            raise ValueError(
+                f"Dense: input must be flat (one dimension per sample); got input_shape {shape}. "
+                "Put a Flatten layer before Dense."
+            )
+        if self.input_shape is not None and self.input_shape != shape:
+            raise ValueError(
+                f"Dense: input_size={self.input_shape[0]} was given, but the previous layer "
+                f"outputs {shape[0]} features"
+            )
+        already = self.weights is not None and self.input_shape == shape
+        super().build(shape)
+        if self.initialization != "auto" and not already:
+            self.init_weights(self.initialization, self.no_bias)
+
+    def init_weights(self, method: str, no_bias: bool) -> None:
+        """Draw new weights (normal, He / Xavier / 0.1 std) and biases (standard normal).
+
+        Args:
+            method: ``"he"``, ``"xavier"``, or anything else for a std of 0.1.
+            no_bias: True to drop the biases altogether.
+        """
+        fan_in, fan_out = self.input_size, self.output_size
+        std = init_std(method, fan_in)
+        self.weights = xp.random.normal(0.0, std, (fan_in, fan_out)).astype(DTYPE)
+        self.weights_gradient = xp.zeros_like(self.weights)
+        self.no_bias = bool(no_bias)
+        if self.no_bias:
+            self.biases = self.biases_gradient = None
+        else:
+            self.biases = xp.random.standard_normal((1, fan_out)).astype(DTYPE)
+            self.biases_gradient = xp.zeros_like(self.biases)
+
+    def forward(self, input_batch: ArrayType, training: bool = True) -> ArrayType:
+        """(N, input_size) -> (N, output_size)."""
+        x = self._check_input(input_batch, min_ndim=2)
+        if self.weights is None:
+            if self.input_shape is None:
+                self.build(x.shape[1:])
+            self.init_weights("xavier" if self.initialization == "auto" else self.initialization,
+                              self.no_bias)
+        weights = self.weights
+        if x.dtype != weights.dtype:
+            x = x.astype(weights.dtype)
+        self.input = x
+        y = x @ weights
+        if self.biases is not None:
+            y += self.biases
+        self.output = y
+        return y
+
+    def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
+        """Store dW = Xᵀ G and db = Σ_batch G; return G Wᵀ (N, input_size)."""
+        g = self._check_gradient(output_gradient_batch)
+        self.weights_gradient = self.input.T @ g
+        if self.biases is not None:
+            self.biases_gradient = g.sum(axis=0, keepdims=True)
+        return g @ self.weights.T
+
+    @property
+    def params(self) -> dict[str, tuple[ArrayType, ArrayType]]:
+        if self.weights is None:
+            return {}
+        params = {"weights": (self.weights, self.weights_gradient)}
+        if self.biases is not None:
+            params["biases"] = (self.biases, self.biases_gradient)
+        return params
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "type": "Dense",
+            "output_size": self.output_size,
+            "input_size": None if self.input_shape is None else self.input_shape[0],
+            "initialization": self.initialization,
+            "no_bias": self.no_bias,
+        }
+
+
+class Dropout(Layer):
+    """Inverted dropout: while training, zero each value with probability p and scale by 1/(1-p).
+
+    At inference (``training=False``) the layer is the identity.
+
+    Args:
+        probability: Drop probability p, in [0, 1).
+
+    Attributes:
+        mask: The last training mask, Bernoulli(1 - p) draws divided by (1 - p).
+    """
+
+    def __init__(self, probability: float = 0.5) -> None:
+        super().__init__()
+        self.probability = _checks.number_in(
+            "Dropout", "probability", probability, 0.0, 1.0, high_open=True
+        )
+        self.mask: Any = None
+
+    def forward(self, input_batch: ArrayType, training: bool = True) -> ArrayType:
+        """Same shape in and out."""
+        x = self._check_input(input_batch)
+        self.input = x
+        p = self.probability
+        if not training or p == 0.0:
+            self.mask = None
+            self.output = x
+            return x
+        keep = xp.random.random_sample(x.shape) >= p
+        self.mask = keep.astype(x.dtype)
+        self.mask *= 1.0 / (1.0 - p)
+        self.output = x * self.mask
+        return self.output
+
+    def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
+        """G * mask (G itself after an inference forward)."""
+        g = self._check_gradient(output_gradient_batch)
+        return g if self.mask is None else g * self.mask
+
+    def get_config(self) -> dict[str, Any]:
+        return {"type": "Dropout", "probability": self.probability}
+
+
+class BatchNormalization(Layer):
+    """Batch normalization over the batch axis of (N, F) inputs.
+
+    ``y = gamma · (x − mean) / sqrt(var + epsilon) + beta``, with the batch mean and
+    biased variance while training and the running statistics at inference.
+
+    Args:
+        momentum: Weight of the old running statistics,
+            ``cache = momentum · cache + (1 − momentum) · batch_stat``.
+        epsilon: Added to the variance.
+
+    Attributes:
+        gamma, beta: Scale and shift, shape (1, F). ``cache_m`` (zeros) and
+        ``cache_v`` (ones) are the running mean and variance, same shape.
+    """
+
+    #: Axes the statistics are taken over.
+    reduce_axes: tuple[int, ...] = (0,)
+
+    def __init__(self, momentum: float = 0.9, epsilon: float = 1e-8) -> None:
+        super().__init__()
+        name = type(self).__name__
+        self.momentum = _checks.number_in(name, "momentum", momentum, 0.0, 1.0)
+        self.epsilon = _checks.number_in(name, "epsilon", epsilon, 0.0, math.inf, low_open=True)
+        self.gamma: Any = None
+        self.beta: Any = None
+        self.gamma_gradient: Any = None
+        self.beta_gradient: Any = None
+        self.cache_m: Any = None
+        self.cache_v: Any = None
+        self._x_hat: Any = None
+        self._inv_std: Any = None
+        self._trained_forward = False
+
+    def param_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of gamma, beta and the running statistics: (1, F)."""
+        if len(input_shape) != 1:
+            raise ValueError(
+                f"BatchNormalization: input must be flat (N, F); got input_shape {input_shape}. "
+                "Use BatchNormalization2D for (N, C, H, W) inputs."
+            )
+        return (1, *input_shape)
+
+    def build(self, input_shape: int | tuple[int, ...]) -> None:
+        """Create gamma (ones), beta (zeros), cache_m (zeros) and cache_v (ones)."""
+        super().build(input_shape)
+        shape = self.param_shape(self._known("input_shape"))
+        self.gamma = xp.ones(shape, dtype=DTYPE)
+        self.beta = xp.zeros(shape, dtype=DTYPE)
+        self.gamma_gradient = xp.zeros(shape, dtype=DTYPE)
+        self.beta_gradient = xp.zeros(shape, dtype=DTYPE)
+        self.cache_m = xp.zeros(shape, dtype=DTYPE)
+        self.cache_v = xp.ones(shape, dtype=DTYPE)
+
+    def forward(self, input_batch: ArrayType, training: bool = True) -> ArrayType:
+        """Same shape in and out."""
+        x = self._check_input(input_batch, min_ndim=len(self.reduce_axes) + 1)
+        if self.gamma is None:
+            self.build(x.shape[1:])
+        if x.dtype != self.gamma.dtype:
+            x = x.astype(self.gamma.dtype)
+        self.input = x
+        axes = self.reduce_axes
+        if training:
+            mean = x.mean(axis=axes, keepdims=True)
+            centered = x - mean
+            var = (centered * centered).mean(axis=axes, keepdims=True)
+            m = self.momentum
+            self.cache_m *= m
+            self.cache_m += (1.0 - m) * mean
+            self.cache_v *= m
+            self.cache_v += (1.0 - m) * var
+        else:
+            centered = x - self.cache_m
+            var = self.cache_v
+        self._inv_std = 1.0 / xp.sqrt(var + self.epsilon)
+        self._x_hat = centered * self._inv_std
+        self._trained_forward = bool(training)
+        self.output = self.gamma * self._x_hat + self.beta
+        return self.output
+
+    def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
+        """dx = inv_std/n · (n·d − Σd − x̂·Σ(d·x̂)) with d = G·gamma; stores dgamma, dbeta."""
+        g = self._check_gradient(output_gradient_batch)
+        axes = self.reduce_axes
+        x_hat = self._x_hat
+        self.gamma_gradient = (g * x_hat).sum(axis=axes, keepdims=True)
+        self.beta_gradient = g.sum(axis=axes, keepdims=True)
+        d = g * self.gamma
+        if not self._trained_forward:  # running statistics are constants
+            return d * self._inv_std
+        n = math.prod(g.shape[a] for a in axes)
+        sum_d = self.beta_gradient * self.gamma
+        sum_d_x_hat = self.gamma_gradient * self.gamma
+        return (self._inv_std / n) * (n * d - sum_d - x_hat * sum_d_x_hat)
+
+    @property
+    def params(self) -> dict[str, tuple[ArrayType, ArrayType]]:
+        if self.gamma is None:
+            return {}
+        return {
+            "gamma": (self.gamma, self.gamma_gradient),
+            "beta": (self.beta, self.beta_gradient),
+        }
+
+    @property
+    def state(self) -> dict[str, ArrayType]:
+        if self.cache_m is None:
+            return {}
+        return {"cache_m": self.cache_m, "cache_v": self.cache_v}
+
+    @state.setter
+    def state(self, values: dict[str, Any]) -> None:
+        self._copy_into("state", values)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"type": type(self).__name__, "momentum": self.momentum, "epsilon": self.epsilon}

@@ -1,0 +1,83 @@
+"""Window extraction for the 2-D layers: ``im2col`` and its adjoint ``col2im``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import _checks
+from ..backend import ArrayType, xp
+
+
+def output_length(size: int, window: int, stride: int, padding: int = 0) -> int:
+    """Number of window positions along one axis: (size − window + 2·padding)//stride + 1."""
+    return (size - window + 2 * padding) // stride + 1
+
+
+def im2col(input_batch: ArrayType, window_size: int, stride: int | None = None) -> ArrayType:
+    """Return the K×K windows of an (N, C, H, W) batch as an (N, H_out, W_out, C, K, K) array.
+
+    The result is a strided view that shares memory with ``input_batch`` (no copy):
+    read it, do not write into it.
+
+    Args:
+        input_batch: Array of shape (N, C, H, W).
+        window_size: K, the side of the square window.
+        stride: Step between windows; None means 1.
+
+    Returns:
+        Array of shape (N, H_out, W_out, C, K, K), H_out = (H − K)//stride + 1.
+    """
+    stride = 1 if stride is None else _checks.positive_int("im2col", "stride", stride)
+    k = _checks.positive_int("im2col", "window_size", window_size)
+    x = xp.asarray(input_batch)
+    if x.ndim != 4:
+        raise ValueError(f"im2col: input_batch must have shape (N, C, H, W); got {tuple(x.shape)}")
+    n, c, h, w = x.shape
+    if k > h or k > w:
+        raise ValueError(f"im2col: window_size {k} is larger than the input ({h}, {w})")
+    if not x.flags.c_contiguous:
+        x = xp.ascontiguousarray(x)
+    sn, sc, sh, sw = x.strides
+    shape = (n, output_length(h, k, stride), output_length(w, k, stride), c, k, k)
+    strides = (sn, sh * stride, sw * stride, sc, sh, sw)
+    return xp.lib.stride_tricks.as_strided(x, shape=shape, strides=strides)
+
+
+def col2im(
+    cols: ArrayType,
+    input_shape: tuple[int, int, int, int],
+    output_shape: tuple[int, int, int],
+    window_size: int,
+    stride: int = 1,
+) -> ArrayType:
+    """Sum windows back into an image: the adjoint of :func:`im2col`.
+
+    Args:
+        cols: Array (N, C, H_out, W_out, K, K) of per-window values.
+        input_shape: (N, C, H, W) of the image to rebuild.
+        output_shape: (C_out, H_out, W_out) of the forward pass.
+        window_size: K.
+        stride: Step between windows.
+
+    Returns:
+        Array of shape ``input_shape`` where overlapping windows add up.
+    """
+    k = _checks.positive_int("col2im", "window_size", window_size)
+    s = _checks.positive_int("col2im", "stride", stride)
+    cols = xp.asarray(cols)
+    n, c, h, w = input_shape
+    h_out, w_out = output_shape[1], output_shape[2]
+    if cols.shape != (n, c, h_out, w_out, k, k):
+        raise ValueError(
+            f"col2im: cols must have shape {(n, c, h_out, w_out, k, k)}; got {tuple(cols.shape)}"
+        )
+    image: Any = xp.zeros((n, c, h, w), dtype=cols.dtype)
+    if s == k and h_out * k <= h and w_out * k <= w:
+        # Windows tile the image without overlap: one reshape instead of K² adds.
+        tiles = cols.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h_out * k, w_out * k)
+        image[:, :, : h_out * k, : w_out * k] = tiles
+        return image
+    for u in range(k):  # a loop over the K² window offsets, never over the batch
+        for v in range(k):
+            image[:, :, u : u + s * h_out : s, v : v + s * w_out : s] += cols[:, :, :, :, u, v]
+    return image

@@ -1,0 +1,124 @@
+"""Loss functions. The cross-entropy losses take logits, never probabilities."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _checks
+from .activations import sigmoid, softmax
+from .backend import ArrayType, xp
+
+__all__ = ["BinaryCrossEntropy", "CategoricalCrossEntropy", "Loss", "MSE"]
+
+
+class Loss:
+    """Base of the losses: ``direct`` gives the value, ``prime`` the gradient w.r.t. ``output``.
+
+    ``output`` and ``expected`` have the same shape (N, features).
+    """
+
+    def direct(self, output: ArrayType, expected: ArrayType) -> float:
+        """The loss value as a Python float."""
+        return float(self._value(*self._check(output, expected)))
+
+    def prime(self, output: ArrayType, expected: ArrayType) -> ArrayType:
+        """dLoss/doutput, same shape as ``output``."""
+        return self._gradient(*self._check(output, expected))
+
+    def value_and_gradient(self, output: ArrayType, expected: ArrayType) -> tuple[Any, ArrayType]:
+        """The loss as a 0-d backend array (no device sync) and its gradient, in one pass."""
+        output, expected = self._check(output, expected)
+        return self._value(output, expected), self._gradient(output, expected)
+
+    def _value(self, output: Any, expected: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not implement direct")
+
+    def _gradient(self, output: Any, expected: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not implement prime")
+
+    def _check(self, output: Any, expected: Any) -> tuple[Any, Any]:
+        output = output if isinstance(output, xp.ndarray) else xp.asarray(output)
+        expected = expected if isinstance(expected, xp.ndarray) else xp.asarray(expected)
+        if output.shape != expected.shape or output.ndim == 0:
+            raise ValueError(
+                f"{type(self).__name__}: output and expected must have the same shape "
+                f"(N, features); got output {tuple(output.shape)} and expected "
+                f"{tuple(expected.shape)}"
+            )
+        if expected.dtype != output.dtype:
+            expected = expected.astype(output.dtype)
+        return output, expected
+
+    def get_config(self) -> dict[str, Any]:
+        """``{"type": class name, **constructor arguments}``."""
+        return {"type": type(self).__name__}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "type")
+        return f"{type(self).__name__}({args})"
+
+
+class MSE(Loss):
+    """Mean over the batch of Σ_features (y − ŷ)²; gradient 2(ŷ − y)/N."""
+
+    def _value(self, output: Any, expected: Any) -> Any:
+        diff = output - expected
+        return (diff * diff).sum() / output.shape[0]
+
+    def _gradient(self, output: Any, expected: Any) -> Any:
+        return (2.0 / output.shape[0]) * (output - expected)
+
+
+class BinaryCrossEntropy(Loss):
+    """Sigmoid cross-entropy on logits z: mean over the batch of
+    Σ_features [max(z, 0) − z·y + log(1 + e^−|z|)]; gradient (σ(z) − y)/N.
+    """
+
+    def _value(self, output: Any, expected: Any) -> Any:
+        z = output
+        terms = xp.maximum(z, 0.0) - z * expected + xp.log1p(xp.exp(-xp.abs(z)))
+        return terms.sum() / z.shape[0]
+
+    def _gradient(self, output: Any, expected: Any) -> Any:
+        return (sigmoid(output) - expected) / output.shape[0]
+
+
+class CategoricalCrossEntropy(Loss):
+    """Softmax cross-entropy on logits z: with p = softmax(z/(T + ε)),
+    mean over the batch of −Σ y·log(p + ε); gradient (p − y)/(T + ε)/N.
+
+    Args:
+        temperature: T, the softmax temperature (the Model's output Softmax uses it too).
+        epsilon: ε, keeps the logarithm and the division finite.
+    """
+
+    def __init__(self, temperature: float = 1.0, epsilon: float = 1e-8) -> None:
+        self.temperature = _checks.number_in(
+            "CategoricalCrossEntropy", "temperature", temperature, 0.0, float("inf")
+        )
+        self.epsilon = _checks.number_in(
+            "CategoricalCrossEntropy", "epsilon", epsilon, 0.0, float("inf"), low_open=True
+        )
+
+    def _value(self, output: Any, expected: Any) -> Any:
+        p = softmax(output, self.temperature, self.epsilon)
+        return -(expected * xp.log(p + self.epsilon)).sum() / output.shape[0]
+
+    def _gradient(self, output: Any, expected: Any) -> Any:
+        p = softmax(output, self.temperature, self.epsilon)
+        return (p - expected) / ((self.temperature + self.epsilon) * output.shape[0])
+
+    def value_and_gradient(self, output: ArrayType, expected: ArrayType) -> tuple[Any, ArrayType]:
+        output, expected = self._check(output, expected)
+        p = softmax(output, self.temperature, self.epsilon)
+        value = -(expected * xp.log(p + self.epsilon)).sum() / output.shape[0]
+        p -= expected
+        p /= (self.temperature + self.epsilon) * output.shape[0]
+        return value, p
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "type": "CategoricalCrossEntropy",
+            "temperature": self.temperature,
+            "epsilon": self.epsilon,
+        }
