@@ -8,4 +8,13 @@ from .backend import DTYPE, ArrayType, get_backend, set_seed, to_device, to_host
 
 __version__ = "1.2.0"
 
-__all__ = ["DTYPE", "ArrayType", "__version__", "get_backend", "set_seed", "to_device", "to_host", "xp"]
+__all__ = [
+    "DTYPE",
+    "ArrayType",
+    "__version__",
+    "get_backend",
+    "set_seed",
+    "to_device",
+    "to_host",
+    "xp",
+]

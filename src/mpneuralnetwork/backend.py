@@ -36,7 +36,7 @@ def _select_backend() -> ModuleType:
                 stacklevel=3,
             )
             return np
-        return cupy  # type: ignore[no-any-return]
+        return cupy
     warnings.warn(
         f"MPNN_BACKEND must be 'numpy' or 'cupy'; got {requested!r}. Using NumPy.",
         RuntimeWarning,
@@ -57,7 +57,7 @@ ArrayType: TypeAlias = np.ndarray
 
 def get_backend() -> ModuleType:
     """Return the active array module (:mod:`numpy` or :mod:`cupy`)."""
-    return xp  # type: ignore[no-any-return]
+    return xp
 
 
 def to_device(a: Any) -> Any:

@@ -8,7 +8,7 @@ from . import _checks
 from .activations import sigmoid, softmax
 from .backend import ArrayType, xp
 
-__all__ = ["BinaryCrossEntropy", "CategoricalCrossEntropy", "Loss", "MSE"]
+__all__ = ["MSE", "BinaryCrossEntropy", "CategoricalCrossEntropy", "Loss"]
 
 
 class Loss:

@@ -33,7 +33,9 @@ class Layer:
         input_shape: int | tuple[int, ...] | None = None,
     ) -> None:
         name = type(self).__name__
-        self.output_shape: tuple[int, ...] | None = _checks.shape(name, "output_shape", output_shape)
+        self.output_shape: tuple[int, ...] | None = _checks.shape(
+            name, "output_shape", output_shape
+        )
         self.input_shape: tuple[int, ...] | None = _checks.shape(name, "input_shape", input_shape)
         self.input: Any = None
         self.output: Any = None
@@ -63,7 +65,7 @@ class Layer:
         value = getattr(self, attribute)
         if value is None:
             raise ValueError(f"{type(self).__name__}: {attribute} is not known yet; call build")
-        return value  # type: ignore[no-any-return]
+        return value
 
     # ------------------------------------------------------------ computation
     def forward(self, input_batch: ArrayType, training: bool = True) -> ArrayType:

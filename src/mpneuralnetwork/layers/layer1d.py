@@ -15,7 +15,7 @@ _INITIALIZATIONS: tuple[str, ...] = get_args(Lit_W)
 
 
 def init_std(method: str, fan_in: int) -> float:
-    """Standard deviation of the initial weights: He sqrt(2/fan_in), Xavier sqrt(1/fan_in), else 0.1."""
+    """Std of the initial weights: He sqrt(2/fan_in), Xavier sqrt(1/fan_in), else 0.1."""
     if method == "he":
         return math.sqrt(2.0 / fan_in)
     if method == "xavier":
@@ -103,8 +103,9 @@ class Dense(Layer):
         if self.weights is None:
             if self.input_shape is None:
                 self.build(x.shape[1:])
-            self.init_weights("xavier" if self.initialization == "auto" else self.initialization,
-                              self.no_bias)
+            self.init_weights(
+                "xavier" if self.initialization == "auto" else self.initialization, self.no_bias
+            )
         weights = self.weights
         if x.dtype != weights.dtype:
             x = x.astype(weights.dtype)

@@ -61,7 +61,7 @@ class Convolutional(Layer):
             self.padding = 0
         elif padding == "same":
             self.padding = (self.kernel_size - 1) // 2
-        elif _checks.is_int(padding):
+        elif isinstance(padding, int) and _checks.is_int(padding):
             if padding < 0:
                 raise ValueError(f"Convolutional: padding must be >= 0; got {padding!r}")
             self.padding = int(padding)
@@ -73,7 +73,7 @@ class Convolutional(Layer):
         self.kernels_gradient: Any = None
         self.biases_gradient: Any = None
         self._cols: Any = None
-        self._padded_shape: tuple[int, ...] = ()
+        self._padded_shape: tuple[int, int, int, int] = (0, 0, 0, 0)
         if input_shape is not None:
             self.build(input_shape)
 
@@ -81,7 +81,7 @@ class Convolutional(Layer):
         """Set the input shape (C, H, W) and the output shape; initialize unless ``"auto"``."""
         shape = _checks.shape("Convolutional", "input_shape", input_shape)
         assert shape is not None
-        c, h, w = _image_shape("Convolutional", shape)
+        _, h, w = _image_shape("Convolutional", shape)
         k, p, s = self.kernel_size, self.padding, self.stride
         if k > h + 2 * p or k > w + 2 * p:
             raise ValueError(
@@ -95,7 +95,11 @@ class Convolutional(Layer):
             )
         already = self.kernels is not None and self.input_shape == shape
         self.input_shape = shape
-        self.output_shape = (self.output_depth, output_length(h, k, s, p), output_length(w, k, s, p))
+        self.output_shape = (
+            self.output_depth,
+            output_length(h, k, s, p),
+            output_length(w, k, s, p),
+        )
         if self.initialization != "auto" and not already:
             self.init_weights(self.initialization, self.no_bias)
 
@@ -160,7 +164,10 @@ class Convolutional(Layer):
         c, k = kernels.shape[1], self.kernel_size
         d_cols = (g_rows @ kernels.reshape(o, -1)).reshape(n, h_out, w_out, c, k, k)
         d_padded = col2im(
-            d_cols.transpose(0, 3, 1, 2, 4, 5), self._padded_shape, (o, h_out, w_out), k,
+            d_cols.transpose(0, 3, 1, 2, 4, 5),
+            self._padded_shape,
+            (o, h_out, w_out),
+            k,
             self.stride,
         )
         p = self.padding
@@ -200,7 +207,7 @@ class _Pooling2D(Layer):
         self.pool_size = _checks.positive_int(name, "pool_size", pool_size)
         self.strides = None if strides is None else _checks.positive_int(name, "strides", strides)
         self.stride = self.pool_size if self.strides is None else self.strides
-        self._input_batch_shape: tuple[int, ...] = ()
+        self._input_batch_shape: tuple[int, int, int, int] = (0, 0, 0, 0)
 
     def build(self, input_shape: int | tuple[int, ...]) -> None:
         """Set the input shape (C, H, W) and the output shape (C, H_out, W_out)."""

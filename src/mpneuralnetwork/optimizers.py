@@ -1,0 +1,254 @@
+"""Optimizers: they update, in place, the parameters that layers expose through ``params``.
+
+Per-parameter state (velocities, caches, moments) is one array per parameter,
+created on first use and keyed ``layer_{i}_{name}``, ``i`` being the layer's index
+in the list given to :meth:`Optimizer.step`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from typing import Any, Literal, get_args
+
+from . import _checks
+from .backend import ArrayType, xp
+
+__all__ = ["SGD", "Adam", "Lit_R", "Optimizer", "RMSprop"]
+
+#: The regularizations: L1 adds ``weight_decay · sign(w)``, L2 adds ``weight_decay · w``.
+Lit_R = Literal["L1", "L2"]
+_NOT_REGULARIZED = ("bias", "beta", "gamma")
+
+
+class Optimizer:
+    """Base of the optimizers; ``step`` does nothing here.
+
+    Args:
+        learning_rate: Step size, > 0.
+        regularization: ``"L1"`` or ``"L2"``.
+        weight_decay: Regularization strength, >= 0 (0 disables it).
+    """
+
+    def __init__(self, learning_rate: float, regularization: Lit_R, weight_decay: float) -> None:
+        name = type(self).__name__
+        self.learning_rate = _checks.number_in(
+            name, "learning_rate", learning_rate, 0.0, math.inf, low_open=True
+        )
+        self.regularization = _checks.choice(
+            name, "regularization", regularization, get_args(Lit_R)
+        )
+        self.weight_decay = _checks.number_in(name, "weight_decay", weight_decay, 0.0, math.inf)
+
+    def step(self, layers: Iterable[Any]) -> None:
+        """Update in place the parameters of every object in ``layers`` that has ``params``."""
+        for key, name, value, gradient in self._parameters(layers):
+            self._update(key, name, value, gradient)
+
+    def _update(self, key: str, name: str, value: ArrayType, gradient: ArrayType) -> None:
+        """Update one parameter; ``key`` names its state (``layer_{i}_{name}``)."""
+
+    @staticmethod
+    def _parameters(layers: Iterable[Any]) -> Iterator[tuple[str, str, ArrayType, ArrayType]]:
+        for i, layer in enumerate(layers):
+            params = getattr(layer, "params", None)
+            if not params:
+                continue
+            for name, (value, gradient) in params.items():
+                if gradient is not None:
+                    yield f"layer_{i}_{name}", name, value, gradient
+
+    def apply_regularization(self, name: str, param: ArrayType) -> ArrayType | float:
+        """The regularization term of a parameter: 0 for biases, beta and gamma.
+
+        Args:
+            name: The parameter's name in its layer's ``params``.
+            param: Its value.
+
+        Returns:
+            ``weight_decay · param`` (L2), ``weight_decay · sign(param)`` (L1), or 0.
+        """
+        if self.weight_decay == 0.0 or any(word in name for word in _NOT_REGULARIZED):
+            return 0
+        if self.regularization == "L1":
+            return self.weight_decay * xp.sign(param)
+        return self.weight_decay * param
+
+    def _state(self, store: dict[str, Any], key: str, like: ArrayType) -> Any:
+        """The state array ``store[key]``, created as zeros shaped like the parameter."""
+        state = store.get(key)
+        if state is None or state.shape != like.shape:
+            state = store[key] = xp.zeros_like(like)
+        return state
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The optimizer's own state, e.g. ``{"velocities": {key: array}}``; ``{}`` here."""
+        return {}
+
+    def get_config(self) -> dict[str, Any]:
+        """``{"type", "learning_rate", "regularization", "weight_decay"}`` + subclass arguments."""
+        return {
+            "type": type(self).__name__,
+            "learning_rate": self.learning_rate,
+            "regularization": self.regularization,
+            "weight_decay": self.weight_decay,
+        }
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "type")
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with momentum.
+
+    ``g ← g + r; v ← momentum·v − lr·g; w ← w + v`` (r the regularization term).
+
+    Args:
+        learning_rate: Step size.
+        regularization: ``"L1"`` or ``"L2"``.
+        weight_decay: Regularization strength.
+        momentum: Fraction of the previous velocity kept, in [0, 1].
+    """
+
+    def __init__(
+        self,
+        learning_rate: float = 0.01,
+        regularization: Lit_R = "L2",
+        weight_decay: float = 0.001,
+        momentum: float = 0.1,
+    ) -> None:
+        super().__init__(learning_rate, regularization, weight_decay)
+        self.momentum = _checks.number_in("SGD", "momentum", momentum, 0.0, 1.0)
+        self.velocities: dict[str, Any] = {}
+
+    def _update(self, key: str, name: str, value: ArrayType, gradient: ArrayType) -> None:
+        gradient += self.apply_regularization(name, value)
+        velocity = self._state(self.velocities, key, value)
+        velocity *= self.momentum
+        velocity -= self.learning_rate * gradient
+        value += velocity
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"velocities": self.velocities}
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "momentum": self.momentum}
+
+
+class RMSprop(Optimizer):
+    """RMSprop: ``g ← g + r; c ← decay·c + (1 − decay)·g²; w ← w − lr·g/(√c + ε)``.
+
+    Args:
+        learning_rate: Step size.
+        regularization: ``"L1"`` or ``"L2"``.
+        weight_decay: Regularization strength.
+        decay_rate: Weight of the old squared-gradient average, in [0, 1).
+        epsilon: Keeps the division finite.
+    """
+
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        regularization: Lit_R = "L2",
+        weight_decay: float = 0.001,
+        decay_rate: float = 0.9,
+        epsilon: float = 1e-8,
+    ) -> None:
+        super().__init__(learning_rate, regularization, weight_decay)
+        self.decay_rate = _checks.number_in(
+            "RMSprop", "decay_rate", decay_rate, 0.0, 1.0, high_open=True
+        )
+        self.epsilon = _checks.number_in(
+            "RMSprop", "epsilon", epsilon, 0.0, math.inf, low_open=True
+        )
+        self.cache: dict[str, Any] = {}
+
+    def _update(self, key: str, name: str, value: ArrayType, gradient: ArrayType) -> None:
+        gradient += self.apply_regularization(name, value)
+        cache = self._state(self.cache, key, value)
+        cache *= self.decay_rate
+        cache += (1.0 - self.decay_rate) * (gradient * gradient)
+        denominator = xp.sqrt(cache)
+        denominator += self.epsilon
+        value -= self.learning_rate * gradient / denominator
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"cache": self.cache}
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "decay_rate": self.decay_rate, "epsilon": self.epsilon}
+
+
+class Adam(Optimizer):
+    """Adam with bias correction; with L2 the weight decay is decoupled (AdamW).
+
+    Per step: ``t ← t + 1``; with L1, ``g ← g + r``; ``m ← β1·m + (1 − β1)·g``;
+    ``v ← β2·v + (1 − β2)·g²``; ``w ← w − lr/(1 − β1^t) · m / (√v/√(1 − β2^t) + ε)``;
+    with L2, then ``w ← w − lr·r`` (r computed from w before the step).
+
+    Args:
+        learning_rate: Step size.
+        regularization: ``"L1"`` or ``"L2"``.
+        weight_decay: Regularization strength.
+        beta1: Decay of the first moment, in [0, 1).
+        beta2: Decay of the second moment, in [0, 1).
+        epsilon: Keeps the division finite.
+    """
+
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        regularization: Lit_R = "L2",
+        weight_decay: float = 0.001,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        epsilon: float = 1e-8,
+    ) -> None:
+        super().__init__(learning_rate, regularization, weight_decay)
+        self.beta1 = _checks.number_in("Adam", "beta1", beta1, 0.0, 1.0, high_open=True)
+        self.beta2 = _checks.number_in("Adam", "beta2", beta2, 0.0, 1.0, high_open=True)
+        self.epsilon = _checks.number_in("Adam", "epsilon", epsilon, 0.0, math.inf, low_open=True)
+        self.t = 0
+        self.momentums: dict[str, Any] = {}
+        self.velocities: dict[str, Any] = {}
+
+    def step(self, layers: Iterable[Any]) -> None:
+        """Advance ``t`` once, then update every parameter."""
+        self.t += 1
+        t = self.t
+        self._step_size = self.learning_rate / (1.0 - self.beta1**t)
+        self._root_correction = 1.0 / math.sqrt(1.0 - self.beta2**t)
+        super().step(layers)
+
+    def _update(self, key: str, name: str, value: ArrayType, gradient: ArrayType) -> None:
+        decay = self.apply_regularization(name, value)
+        if self.regularization == "L1":
+            gradient += decay
+        m = self._state(self.momentums, key, value)
+        v = self._state(self.velocities, key, value)
+        m *= self.beta1
+        m += (1.0 - self.beta1) * gradient
+        v *= self.beta2
+        v += (1.0 - self.beta2) * (gradient * gradient)
+        denominator = xp.sqrt(v)
+        denominator *= self._root_correction
+        denominator += self.epsilon
+        value -= self._step_size * m / denominator
+        if self.regularization == "L2":
+            value -= self.learning_rate * decay
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"t": self.t, "momentums": self.momentums, "velocities": self.velocities}
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "beta1": self.beta1,
+            "beta2": self.beta2,
+            "epsilon": self.epsilon,
+        }
