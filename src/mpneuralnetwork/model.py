@@ -75,6 +75,7 @@ class Model:
         self._build_graph()
         self._smart_initialization()
         self.output_activation: Activation | None = self._output_activation()
+        self._backward_layers = self._plan_backward()
         self.metrics: list[Metric] = (
             list(metrics) if metrics is not None else self._default_metrics()
         )
@@ -122,6 +123,16 @@ class Model:
                 raise ValueError("Model: layers hold nothing but the output activation")
         return activation
 
+    def _plan_backward(self) -> list[Layer]:
+        """The layers backward visits: none before the first one with parameters.
+
+        Nothing before that layer learns, so the gradient with respect to its input
+        is never used: it is told not to compute it (``needs_input_gradient``).
+        """
+        first = next((i for i, layer in enumerate(self.layers) if layer.params), 0)
+        self.layers[first].needs_input_gradient = False
+        return self.layers[first:][::-1]
+
     def _default_metrics(self) -> list[Metric]:
         if isinstance(self.loss, MSE):
             return [RMSE(), R2Score()]
@@ -154,7 +165,7 @@ class Model:
         if x.shape[0] == 0:
             raise ValueError(f"{name} holds no samples")
         x = x.astype(DTYPE, copy=False)
-        if not bool(xp.isfinite(x).all()):
+        if not _all_finite(x):
             raise ValueError(f"{name} contains NaN or infinite values")
         return x
 
@@ -181,7 +192,7 @@ class Model:
                 f"network's output; got {tuple(y.shape)}{hint}"
             )
         y = y.astype(DTYPE, copy=False)
-        if not bool(xp.isfinite(y).all()):
+        if not _all_finite(y):
             raise ValueError(f"{y_name} contains NaN or infinite values")
         return x, y
 
@@ -192,7 +203,7 @@ class Model:
         return x
 
     def _backward(self, gradient: Any) -> None:
-        for layer in reversed(self.layers):
+        for layer in self._backward_layers:
             gradient = layer.backward(gradient)
 
     def _activate(self, logits: Any) -> Any:
@@ -371,28 +382,36 @@ class Model:
         epoch: int,
         epochs: int,
     ) -> tuple[float, Any, Any]:
-        """One pass over shuffled mini-batches; returns the mean training loss."""
+        """One pass over shuffled mini-batches.
+
+        Returns:
+            The mean training loss, and with ``keep_logits`` the training-mode logits
+            and the targets in the order they were seen (else None, None).
+        """
         n = x.shape[0]
         order = xp.random.permutation(n)
-        x, y = x[order], y[order]  # one gather per epoch; batches are then views
         total: Any = 0.0
-        kept = []
+        kept, seen = [], []
         batches: Any = _batches(n, batch_size)
         if progress is not None:
             batches = progress(batches, total=-(-n // batch_size), desc=f"epoch {epoch}/{epochs}")
         for start, stop in batches:
-            xb, yb = x[start:stop], y[start:stop]
+            # Gathering per batch keeps no shuffled copy of the whole data set in memory.
+            index = order[start:stop]
+            xb, yb = x[index], y[index]
             logits = self._forward(xb, True)
             value, gradient = self.loss.value_and_gradient(logits, yb)
             total = total + value * (stop - start)
             if keep_logits:
                 kept.append(logits.copy())
+                seen.append(yb)
             self._backward(gradient)
             self.optimizer.step(self.layers)
             if progress is not None:
                 batches.set_postfix(loss=f"{float(total) / stop:.4f}", refresh=False)
-        logits_all = xp.concatenate(kept) if keep_logits else None
-        return float(total) / n, logits_all, y
+        if not keep_logits:
+            return float(total) / n, None, None
+        return float(total) / n, xp.concatenate(kept), xp.concatenate(seen)
 
     # -------------------------------------------------------------- inference
     def evaluate(
@@ -488,6 +507,11 @@ class Model:
             f"Model(layers={self.layers!r}, loss={self.loss!r}, optimizer={self.optimizer!r}, "
             f"metrics={self.metrics!r})"
         )
+
+
+def _all_finite(a: Any) -> bool:
+    """No NaN or inf in ``a``; one fast reduction, the exact test only if the sum overflows."""
+    return bool(xp.isfinite(a.sum())) or bool(xp.isfinite(a).all())
 
 
 def _dims(shape: tuple[int, ...]) -> str:

@@ -39,6 +39,7 @@ class Optimizer:
             name, "regularization", regularization, get_args(Lit_R)
         )
         self.weight_decay = _checks.number_in(name, "weight_decay", weight_decay, 0.0, math.inf)
+        self._buffers: dict[str, Any] = {}  # scratch space per parameter, not state
 
     def step(self, layers: Iterable[Any]) -> None:
         """Update in place the parameters of every object in ``layers`` that has ``params``."""
@@ -80,6 +81,29 @@ class Optimizer:
         if state is None or state.shape != like.shape:
             state = store[key] = xp.zeros_like(like)
         return state
+
+    def _scratch(self, key: str, like: ArrayType) -> Any:
+        """A reusable work buffer shaped like the parameter, so updates allocate nothing."""
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.shape != like.shape or buffer.dtype != like.dtype:
+            buffer = self._buffers[key] = xp.empty_like(like)
+        return buffer
+
+    def _decays(self, name: str) -> bool:
+        return self.weight_decay != 0.0 and not any(word in name for word in _NOT_REGULARIZED)
+
+    def _add_regularization(
+        self, name: str, value: ArrayType, gradient: ArrayType, buffer: ArrayType
+    ) -> None:
+        """``gradient += apply_regularization(name, value)``, in place through ``buffer``."""
+        if not self._decays(name):
+            return
+        if self.regularization == "L1":
+            xp.sign(value, out=buffer)
+            buffer *= self.weight_decay
+        else:
+            xp.multiply(value, self.weight_decay, out=buffer)
+        gradient += buffer
 
     @property
     def params(self) -> dict[str, Any]:
@@ -124,10 +148,12 @@ class SGD(Optimizer):
         self.velocities: dict[str, Any] = {}
 
     def _update(self, key: str, name: str, value: ArrayType, gradient: ArrayType) -> None:
-        gradient += self.apply_regularization(name, value)
+        buffer = self._scratch(key, value)
+        self._add_regularization(name, value, gradient, buffer)
         velocity = self._state(self.velocities, key, value)
         velocity *= self.momentum
-        velocity -= self.learning_rate * gradient
+        xp.multiply(gradient, self.learning_rate, out=buffer)
+        velocity -= buffer
         value += velocity
 
     @property
@@ -167,13 +193,18 @@ class RMSprop(Optimizer):
         self.cache: dict[str, Any] = {}
 
     def _update(self, key: str, name: str, value: ArrayType, gradient: ArrayType) -> None:
-        gradient += self.apply_regularization(name, value)
+        buffer = self._scratch(key, value)
+        self._add_regularization(name, value, gradient, buffer)
         cache = self._state(self.cache, key, value)
+        xp.multiply(gradient, gradient, out=buffer)  # c ← decay·c + (1 − decay)·g², in place
+        cache -= buffer
         cache *= self.decay_rate
-        cache += (1.0 - self.decay_rate) * (gradient * gradient)
-        denominator = xp.sqrt(cache)
-        denominator += self.epsilon
-        value -= self.learning_rate * gradient / denominator
+        cache += buffer
+        xp.sqrt(cache, out=buffer)
+        buffer += self.epsilon
+        xp.divide(gradient, buffer, out=buffer)
+        buffer *= self.learning_rate
+        value -= buffer
 
     @property
     def params(self) -> dict[str, Any]:
@@ -220,26 +251,34 @@ class Adam(Optimizer):
         """Advance ``t`` once, then update every parameter."""
         self.t += 1
         t = self.t
-        self._step_size = self.learning_rate / (1.0 - self.beta1**t)
-        self._root_correction = 1.0 / math.sqrt(1.0 - self.beta2**t)
+        # lr/(1 − β1^t) · m / (√v/√(1 − β2^t) + ε) is computed as
+        # scaled_step · m / (√v + scaled_epsilon), both scales multiplied by √(1 − β2^t).
+        root = math.sqrt(1.0 - self.beta2**t)
+        self._scaled_step = self.learning_rate * root / (1.0 - self.beta1**t)
+        self._scaled_epsilon = self.epsilon * root
         super().step(layers)
 
     def _update(self, key: str, name: str, value: ArrayType, gradient: ArrayType) -> None:
-        decay = self.apply_regularization(name, value)
+        buffer = self._scratch(key, value)
         if self.regularization == "L1":
-            gradient += decay
+            self._add_regularization(name, value, gradient, buffer)
+        elif self._decays(name):
+            # Decoupled decay w ← w − lr·wd·w, applied first so that it uses the old w.
+            value *= 1.0 - self.learning_rate * self.weight_decay
         m = self._state(self.momentums, key, value)
         v = self._state(self.velocities, key, value)
+        m -= gradient  # m ← β1·m + (1 − β1)·g, in place
         m *= self.beta1
-        m += (1.0 - self.beta1) * gradient
+        m += gradient
+        xp.multiply(gradient, gradient, out=buffer)  # v ← β2·v + (1 − β2)·g²
+        v -= buffer
         v *= self.beta2
-        v += (1.0 - self.beta2) * (gradient * gradient)
-        denominator = xp.sqrt(v)
-        denominator *= self._root_correction
-        denominator += self.epsilon
-        value -= self._step_size * m / denominator
-        if self.regularization == "L2":
-            value -= self.learning_rate * decay
+        v += buffer
+        xp.sqrt(v, out=buffer)
+        buffer += self._scaled_epsilon
+        xp.divide(m, buffer, out=buffer)
+        buffer *= self._scaled_step
+        value -= buffer
 
     @property
     def params(self) -> dict[str, Any]:

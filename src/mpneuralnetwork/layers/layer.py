@@ -25,7 +25,12 @@ class Layer:
         output_shape: The per-sample output shape, once known.
         input: The last input batch, cached by ``forward`` for ``backward``.
         output: The last output batch.
+        needs_input_gradient: When False, ``backward`` may skip the gradient with
+            respect to its input and return None (the Model sets it on its first
+            layer with parameters, whose input gradient nothing uses).
     """
+
+    needs_input_gradient: bool = True
 
     def __init__(
         self,
@@ -80,8 +85,11 @@ class Layer:
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
-    def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
+    def backward(self, output_gradient_batch: ArrayType) -> ArrayType | None:
         """Return dLoss/dinput (N, *input_shape) and store the parameter gradients.
+
+        Returns None instead of the input gradient only when ``needs_input_gradient``
+        is False and the layer skips that work.
 
         Args:
             output_gradient_batch: dLoss/doutput, shape (N, *output_shape).

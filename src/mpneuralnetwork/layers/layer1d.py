@@ -116,12 +116,14 @@ class Dense(Layer):
         self.output = y
         return y
 
-    def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
+    def backward(self, output_gradient_batch: ArrayType) -> ArrayType | None:
         """Store dW = Xᵀ G and db = Σ_batch G; return G Wᵀ (N, input_size)."""
         g = self._check_gradient(output_gradient_batch)
         self.weights_gradient = self.input.T @ g
         if self.biases is not None:
             self.biases_gradient = g.sum(axis=0, keepdims=True)
+        if not self.needs_input_gradient:
+            return None
         return g @ self.weights.T
 
     @property

@@ -152,7 +152,7 @@ class Convolutional(Layer):
         )
         return self.output
 
-    def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
+    def backward(self, output_gradient_batch: ArrayType) -> ArrayType | None:
         """Store the kernel and bias gradients; return dLoss/dinput (N, C, H, W)."""
         g = self._check_gradient(output_gradient_batch)
         n, o, h_out, w_out = g.shape
@@ -161,6 +161,8 @@ class Convolutional(Layer):
         self.kernels_gradient = (g_rows.T @ self._cols).reshape(kernels.shape)
         if self.biases is not None:
             self.biases_gradient = g_rows.sum(axis=0)
+        if not self.needs_input_gradient:
+            return None
         c, k = kernels.shape[1], self.kernel_size
         d_cols = (g_rows @ kernels.reshape(o, -1)).reshape(n, h_out, w_out, c, k, k)
         d_padded = col2im(

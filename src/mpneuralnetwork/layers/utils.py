@@ -64,9 +64,23 @@ def col2im(
     """
     k = _checks.positive_int("col2im", "window_size", window_size)
     s = _checks.positive_int("col2im", "stride", stride)
+    image_shape = _checks.shape("col2im", "input_shape", input_shape)
+    if image_shape is None or len(image_shape) != 4:
+        raise ValueError(f"col2im: input_shape must be (N, C, H, W); got {input_shape!r}")
+    windows_shape = _checks.shape("col2im", "output_shape", output_shape)
+    if windows_shape is None or len(windows_shape) != 3:
+        raise ValueError(
+            f"col2im: output_shape must be (C_out, H_out, W_out); got {output_shape!r}"
+        )
     cols = xp.asarray(cols)
-    n, c, h, w = input_shape
-    h_out, w_out = output_shape[1], output_shape[2]
+    n, c, h, w = image_shape
+    h_out, w_out = windows_shape[1], windows_shape[2]
+    if (h_out - 1) * s + k > h or (w_out - 1) * s + k > w:
+        raise ValueError(
+            f"col2im: output_shape {tuple(windows_shape)} does not fit input_shape "
+            f"{image_shape}: {h_out}x{w_out} windows of size {k} with stride {s} need an image "
+            f"of at least ({(h_out - 1) * s + k}, {(w_out - 1) * s + k})"
+        )
     if cols.shape != (n, c, h_out, w_out, k, k):
         raise ValueError(
             f"col2im: cols must have shape {(n, c, h_out, w_out, k, k)}; got {tuple(cols.shape)}"
