@@ -45,6 +45,8 @@ class Loss:
                 f"(N, features); got output {tuple(output.shape)} and expected "
                 f"{tuple(expected.shape)}"
             )
+        if output.shape[0] == 0:
+            raise ValueError(f"{type(self).__name__}: output and expected hold no sample")
         if expected.dtype != output.dtype:
             expected = expected.astype(output.dtype)
         return output, expected
@@ -99,6 +101,15 @@ class CategoricalCrossEntropy(Loss):
         self.epsilon = _checks.number_in(
             "CategoricalCrossEntropy", "epsilon", epsilon, 0.0, float("inf"), low_open=True
         )
+
+    def _check(self, output: Any, expected: Any) -> tuple[Any, Any]:
+        output, expected = super()._check(output, expected)
+        if output.ndim != 2:
+            raise ValueError(
+                "CategoricalCrossEntropy: output and expected must have the shape "
+                f"(N, classes); got {tuple(output.shape)}"
+            )
+        return output, expected
 
     def _value(self, output: Any, expected: Any) -> Any:
         p = softmax(output, self.temperature, self.epsilon)

@@ -252,6 +252,11 @@ class BatchNormalization(Layer):
         self.input = x
         axes = self.reduce_axes
         if training:
+            if x.shape[0] == 0:
+                raise ValueError(
+                    f"{type(self).__name__}.forward: input_batch must hold at least one sample "
+                    "to compute batch statistics; got an empty batch"
+                )
             mean = x.mean(axis=axes, keepdims=True)
             centered = x - mean
             var = (centered * centered).mean(axis=axes, keepdims=True)

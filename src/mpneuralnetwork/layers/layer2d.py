@@ -9,7 +9,7 @@ from .. import _checks
 from ..backend import DTYPE, ArrayType, xp
 from .layer import Layer
 from .layer1d import _INITIALIZATIONS, BatchNormalization, Lit_W, init_std
-from .utils import col2im, im2col, output_length
+from .utils import col2im, output_length, window_view
 
 
 def _image_shape(owner: str, shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -141,37 +141,32 @@ class Convolutional(Layer):
             padded[:, :, p : p + h, p : p + w] = x
             x = padded
         self._padded_shape = x.shape
-        windows = im2col(x, k, self.stride)  # (N, Ho, Wo, C, K, K) view
-        n, h_out, w_out = windows.shape[:3]
-        self._cols = windows.reshape(n * h_out * w_out, -1)  # the one im2col copy
-        out = self._cols @ kernels.reshape(self.output_depth, -1).T  # (N·Ho·Wo, O)
+        windows = window_view(x, k, self.stride)  # (C, K, K, N, Ho, Wo), a view
+        c, _, _, n, h_out, w_out = windows.shape
+        self._cols = windows.reshape(c * k * k, n * h_out * w_out)  # the one im2col copy
+        out = kernels.reshape(self.output_depth, -1) @ self._cols  # (O, N·Ho·Wo)
         if self.biases is not None:
-            out += self.biases
-        self.output = xp.ascontiguousarray(
-            out.reshape(n, h_out, w_out, self.output_depth).transpose(0, 3, 1, 2)
-        )
+            out += self.biases.reshape(-1, 1)
+        # An (N, O, Ho, Wo) view of the (O, N, Ho, Wo) product: element-wise layers
+        # keep this memory order, so no transposing copy is made here.
+        self.output = out.reshape(self.output_depth, n, h_out, w_out).transpose(1, 0, 2, 3)
         return self.output
 
     def backward(self, output_gradient_batch: ArrayType) -> ArrayType | None:
         """Store the kernel and bias gradients; return dLoss/dinput (N, C, H, W)."""
         g = self._check_gradient(output_gradient_batch)
         n, o, h_out, w_out = g.shape
-        g_rows = g.transpose(0, 2, 3, 1).reshape(-1, o)  # (N·Ho·Wo, O)
+        g_rows = g.transpose(1, 0, 2, 3).reshape(o, -1)  # (O, N·Ho·Wo)
         kernels = self.kernels
-        self.kernels_gradient = (g_rows.T @ self._cols).reshape(kernels.shape)
+        self.kernels_gradient = (g_rows @ self._cols.T).reshape(kernels.shape)
         if self.biases is not None:
-            self.biases_gradient = g_rows.sum(axis=0)
+            self.biases_gradient = g_rows.sum(axis=1)
         if not self.needs_input_gradient:
             return None
         c, k = kernels.shape[1], self.kernel_size
-        d_cols = (g_rows @ kernels.reshape(o, -1)).reshape(n, h_out, w_out, c, k, k)
-        d_padded = col2im(
-            d_cols.transpose(0, 3, 1, 2, 4, 5),
-            self._padded_shape,
-            (o, h_out, w_out),
-            k,
-            self.stride,
-        )
+        d_cols = kernels.reshape(o, -1).T @ g_rows  # (C·K·K, N·Ho·Wo)
+        d_cols = d_cols.reshape(c, k, k, n, h_out, w_out).transpose(3, 0, 4, 5, 1, 2)
+        d_padded = col2im(d_cols, self._padded_shape, (o, h_out, w_out), k, self.stride)
         p = self.padding
         if p:
             h, w = self.input.shape[2:]
@@ -200,8 +195,17 @@ class Convolutional(Layer):
         }
 
 
+def _window_slice(offset: int, stride: int, count: int) -> slice:
+    """The ``count`` positions offset, offset + stride, ... along one axis."""
+    return slice(offset, offset + stride * (count - 1) + 1, stride)
+
+
 class _Pooling2D(Layer):
-    """Shared shape logic of the pooling layers (no padding)."""
+    """Shared shape logic of the pooling layers (no padding).
+
+    A K×K window reduces separably: first along W (each row's K values), then
+    along H, each step a loop over the K offsets of whole-batch slices.
+    """
 
     def __init__(self, pool_size: int = 2, strides: int | None = None) -> None:
         super().__init__()
@@ -209,7 +213,6 @@ class _Pooling2D(Layer):
         self.pool_size = _checks.positive_int(name, "pool_size", pool_size)
         self.strides = None if strides is None else _checks.positive_int(name, "strides", strides)
         self.stride = self.pool_size if self.strides is None else self.strides
-        self._input_batch_shape: tuple[int, int, int, int] = (0, 0, 0, 0)
 
     def build(self, input_shape: int | tuple[int, ...]) -> None:
         """Set the input shape (C, H, W) and the output shape (C, H_out, W_out)."""
@@ -223,31 +226,34 @@ class _Pooling2D(Layer):
         self.input_shape = shape
         self.output_shape = (c, output_length(h, k, s), output_length(w, k, s))
 
-    def _windows(self, input_batch: ArrayType) -> Any:
-        """Check the input and return its windows as (N, C, H_out, W_out, K·K) (a copy)."""
+    def _prepare(self, input_batch: ArrayType) -> Any:
         x = self._check_input(input_batch, min_ndim=4)
         if self.input_shape is None:
             self.build(x.shape[1:])
         self.input = x
-        self._input_batch_shape = x.shape
-        windows = im2col(x, self.pool_size, self.stride).transpose(0, 3, 1, 2, 4, 5)
-        n, c, h_out, w_out = windows.shape[:4]
-        return windows.reshape(n, c, h_out, w_out, -1)
+        return x
 
-    def _scatter(self, d_windows: ArrayType) -> ArrayType:
-        """Sum per-window gradients (N, C, H_out, W_out, K·K) back into the input shape."""
-        n, c, h_out, w_out = d_windows.shape[:4]
-        k = self.pool_size
-        return col2im(
-            d_windows.reshape(n, c, h_out, w_out, k, k),
-            self._input_batch_shape,
-            (c, h_out, w_out),
-            k,
-            self.stride,
-        )
+    def _slices(self) -> tuple[list[slice], list[slice]]:
+        """Per window offset, the slice along H and the slice along W."""
+        _, h_out, w_out = self._known("output_shape")
+        k, s = self.pool_size, self.stride
+        rows = [_window_slice(u, s, h_out) for u in range(k)]
+        cols = [_window_slice(v, s, w_out) for v in range(k)]
+        return rows, cols
 
     def get_config(self) -> dict[str, Any]:
         return {"type": type(self).__name__, "pool_size": self.pool_size, "strides": self.strides}
+
+
+def _max_and_argmax(candidates: list[Any]) -> tuple[Any, Any]:
+    """Element-wise maximum of same-shape arrays and the index of the first maximum."""
+    best = candidates[0].copy()
+    index = xp.zeros(best.shape, dtype=xp.int32)
+    for i, candidate in enumerate(candidates[1:], start=1):
+        better = candidate > best  # strictly: a tie keeps the earlier position
+        xp.maximum(best, candidate, out=best)
+        index[better] = i
+    return best, index
 
 
 class MaxPooling2D(_Pooling2D):
@@ -262,16 +268,25 @@ class MaxPooling2D(_Pooling2D):
     """
 
     def forward(self, input_batch: ArrayType, training: bool = True) -> ArrayType:
-        windows = self._windows(input_batch)
-        self._argmax = windows.argmax(axis=-1)  # first maximum: ties get one position
-        self.output = xp.take_along_axis(windows, self._argmax[..., None], axis=-1)[..., 0]
+        x = self._prepare(input_batch)
+        rows, cols = self._slices()
+        # Row maxima along W, then the maximum of those along H: the first maximum
+        # in row-major window order wins, so ties send the gradient to one place.
+        row_max, self._col_index = _max_and_argmax([x[:, :, :, c] for c in cols])
+        self.output, self._row_index = _max_and_argmax([row_max[:, :, r, :] for r in rows])
         return self.output
 
     def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
         g = self._check_gradient(output_gradient_batch)
-        k2 = self.pool_size * self.pool_size
-        one_hot = self._argmax[..., None] == xp.arange(k2)
-        return self._scatter(one_hot * g[..., None])
+        rows, cols = self._slices()
+        n, c, h, w = self.input.shape
+        to_rows = xp.zeros((n, c, h, g.shape[3]), dtype=g.dtype)
+        for u, r in enumerate(rows):  # overlapping windows add up
+            to_rows[:, :, r, :] += g * (self._row_index == u)
+        d_input = xp.zeros((n, c, h, w), dtype=g.dtype)
+        for v, col in enumerate(cols):
+            d_input[:, :, :, col] += to_rows * (self._col_index == v)
+        return d_input
 
 
 class AveragePooling2D(_Pooling2D):
@@ -286,14 +301,25 @@ class AveragePooling2D(_Pooling2D):
     """
 
     def forward(self, input_batch: ArrayType, training: bool = True) -> ArrayType:
-        self.output = self._windows(input_batch).mean(axis=-1)
+        x = self._prepare(input_batch)
+        rows, cols = self._slices()
+        row_sum = sum(x[:, :, :, c] for c in cols)
+        out = sum(row_sum[:, :, r, :] for r in rows)
+        self.output = out / (self.pool_size * self.pool_size)
         return self.output
 
     def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
         g = self._check_gradient(output_gradient_batch)
-        k2 = self.pool_size * self.pool_size
-        share = (g / k2)[..., None]
-        return self._scatter(xp.broadcast_to(share, (*g.shape, k2)))
+        rows, cols = self._slices()
+        share = g / (self.pool_size * self.pool_size)
+        n, c, h, w = self.input.shape
+        to_rows = xp.zeros((n, c, h, g.shape[3]), dtype=g.dtype)
+        for r in rows:  # overlapping windows add up
+            to_rows[:, :, r, :] += share
+        d_input = xp.zeros((n, c, h, w), dtype=g.dtype)
+        for col in cols:
+            d_input[:, :, :, col] += to_rows
+        return d_input
 
 
 class Flatten(Layer):

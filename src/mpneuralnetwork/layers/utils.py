@@ -13,6 +13,27 @@ def output_length(size: int, window: int, stride: int, padding: int = 0) -> int:
     return (size - window + 2 * padding) // stride + 1
 
 
+def window_view(input_batch: ArrayType, window_size: int, stride: int) -> ArrayType:
+    """The K×K windows of an (N, C, H, W) batch as a (C, K, K, N, H_out, W_out) strided view.
+
+    This order makes ``reshape(C·K·K, N·H_out·W_out)`` a copy with long contiguous
+    rows, the operand of the convolution's single matrix product.
+    """
+    x = input_batch if input_batch.flags.c_contiguous else xp.ascontiguousarray(input_batch)
+    n, c, h, w = x.shape
+    sn, sc, sh, sw = x.strides
+    shape = (
+        c,
+        window_size,
+        window_size,
+        n,
+        output_length(h, window_size, stride),
+        output_length(w, window_size, stride),
+    )
+    strides = (sc, sh, sw, sn, sh * stride, sw * stride)
+    return xp.lib.stride_tricks.as_strided(x, shape=shape, strides=strides)
+
+
 def im2col(input_batch: ArrayType, window_size: int, stride: int | None = None) -> ArrayType:
     """Return the K×K windows of an (N, C, H, W) batch as an (N, H_out, W_out, C, K, K) array.
 
@@ -32,15 +53,10 @@ def im2col(input_batch: ArrayType, window_size: int, stride: int | None = None) 
     x = xp.asarray(input_batch)
     if x.ndim != 4:
         raise ValueError(f"im2col: input_batch must have shape (N, C, H, W); got {tuple(x.shape)}")
-    n, c, h, w = x.shape
+    h, w = x.shape[2:]
     if k > h or k > w:
         raise ValueError(f"im2col: window_size {k} is larger than the input ({h}, {w})")
-    if not x.flags.c_contiguous:
-        x = xp.ascontiguousarray(x)
-    sn, sc, sh, sw = x.strides
-    shape = (n, output_length(h, k, stride), output_length(w, k, stride), c, k, k)
-    strides = (sn, sh * stride, sw * stride, sc, sh, sw)
-    return xp.lib.stride_tricks.as_strided(x, shape=shape, strides=strides)
+    return window_view(x, k, stride).transpose(3, 4, 5, 0, 1, 2)
 
 
 def col2im(
