@@ -124,13 +124,13 @@ class Model:
         return activation
 
     def _plan_backward(self) -> list[Layer]:
-        """The layers backward visits: none before the first one with parameters.
+        """The layers backward visits, last first: none before the first one with parameters.
 
         Nothing before that layer learns, so the gradient with respect to its input
-        is never used: it is told not to compute it (``needs_input_gradient``).
+        is never used: during the Model's backward pass it is told not to compute it
+        (``needs_input_gradient``; see :meth:`_backward`).
         """
         first = next((i for i, layer in enumerate(self.layers) if layer.params), 0)
-        self.layers[first].needs_input_gradient = False
         return self.layers[first:][::-1]
 
     def _default_metrics(self) -> list[Metric]:
@@ -203,8 +203,15 @@ class Model:
         return x
 
     def _backward(self, gradient: Any) -> None:
-        for layer in self._backward_layers:
-            gradient = layer.backward(gradient)
+        # The first learning layer skips its unused input gradient only inside this pass:
+        # a persistent flag would break the layer when reused alone or in another model.
+        first = self._backward_layers[-1]
+        first.needs_input_gradient = False
+        try:
+            for layer in self._backward_layers:
+                gradient = layer.backward(gradient)
+        finally:
+            first.needs_input_gradient = True
 
     def _activate(self, logits: Any) -> Any:
         if self.output_activation is None:
@@ -311,10 +318,11 @@ class Model:
                     print(_epoch_line(epoch, epochs, values))
                 if not math.isfinite(monitored) or not math.isfinite(train_loss):
                     safe.restore(self.layers, self.optimizer)
-                    print(
+                    _report(
+                        verbose,
                         f"TRAINING STOPPED: the loss became {monitored} at epoch {epoch} "
                         f"(diverging; try a smaller learning rate). Restored the weights of "
-                        f"epoch {safe_epoch}."
+                        f"epoch {safe_epoch}.",
                     )
                     break
                 improved = monitored < best_loss
@@ -335,7 +343,7 @@ class Model:
                     break
         except KeyboardInterrupt:
             safe.restore(self.layers, self.optimizer)
-            print(f"TRAINING INTERRUPTED: restored the weights of epoch {safe_epoch}.")
+            _report(verbose, f"TRAINING INTERRUPTED: restored the weights of epoch {safe_epoch}.")
             raise
         if model_checkpoint and history.best_epoch is not None:
             safe.restore(self.layers, self.optimizer)
@@ -507,6 +515,14 @@ class Model:
             f"Model(layers={self.layers!r}, loss={self.loss!r}, optimizer={self.optimizer!r}, "
             f"metrics={self.metrics!r})"
         )
+
+
+def _report(verbose: int, message: str) -> None:
+    """Print an event of training; when silent, still warn, since it changed the weights."""
+    if verbose:
+        print(message)
+    else:
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def _all_finite(a: Any) -> bool:

@@ -285,6 +285,19 @@ def _read_arrays(archive: Any, model: Model, path: Path) -> dict[str, np.ndarray
             )
         weights[name] = value
     missing = sorted(set(expected) - set(weights))
+    # Optimizer state is all or nothing: a fresh model has none, a trained one has an
+    # array per parameter for each state (a partial set would resume from zeros silently).
+    covered: dict[str, set[str]] = {}
+    for name in weights:
+        match = _OPTIMIZER_KEY.match(name)
+        if match and name not in expected:
+            covered.setdefault(match["state"], set()).add(match["param"])
+    if covered:
+        missing += [
+            f"optimizer_{state}_{param}"
+            for state in sorted(states)
+            for param in sorted(set(param_shapes) - covered.get(state, set()))
+        ]
     if missing or extra:
         raise ValueError(
             f"load_model: {path} does not match its architecture: "
@@ -305,4 +318,6 @@ def _restore_globals(optimizer: optimizers.Optimizer, values: Any) -> None:
                 f"load_model: optimizer global {name!r} must be {type(known[name]).__name__}; "
                 f"got {value!r}"
             )
+        if isinstance(value, int) and value < 0:  # step counters such as Adam's t
+            raise ValueError(f"load_model: optimizer global {name!r} must be >= 0; got {value}")
         setattr(optimizer, name, value)

@@ -26,8 +26,9 @@ class Layer:
         input: The last input batch, cached by ``forward`` for ``backward``.
         output: The last output batch.
         needs_input_gradient: When False, ``backward`` may skip the gradient with
-            respect to its input and return None (the Model sets it on its first
-            layer with parameters, whose input gradient nothing uses).
+            respect to its input and return None. The Model clears it on its first
+            layer with parameters during its own backward pass only, since nothing
+            uses that gradient.
     """
 
     needs_input_gradient: bool = True
