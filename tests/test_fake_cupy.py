@@ -1,4 +1,4 @@
-"""The CuPy stand-in of tests/fake_cupy, and the foundation's tests run on it."""
+"""The CuPy stand-in of tests/fake_cupy, and the whole suite run on it."""
 
 from __future__ import annotations
 
@@ -17,11 +17,13 @@ from mpneuralnetwork import to_device, to_host, xp
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_CUPY_DIR = Path(__file__).resolve().parent / "fake_cupy"
-FOUNDATION_TESTS = [
-    "tests/layers",
-    "tests/test_activations.py",
-    "tests/test_losses.py",
-    "tests/test_backend.py",
+#: The suite re-run on the stand-in: everything but the examples and the notebook, which
+#: start their own processes, and this test itself.
+STANDIN_RUN = [
+    "tests",
+    "--ignore=tests/test_examples.py",
+    "--ignore=tests/test_notebook.py",
+    "--deselect=tests/test_fake_cupy.py::test_the_suite_passes_on_the_standin",
 ]
 
 
@@ -256,20 +258,20 @@ def test_library_transfers_accept_standin_arrays():
         np.testing.assert_array_equal(device, [0, 1, 2])
 
 
-# ============================================================ the foundation on the stand-in
+# ============================================================ the suite on the stand-in
 @pytest.mark.skipif(
     ON_STANDIN,
-    reason="already running on the CuPy stand-in: this test launches the foundation tests on "
-    "the stand-in itself, and running it again from there would recurse",
+    reason="already running on the CuPy stand-in: this test launches the suite on the "
+    "stand-in itself, and running it again from there would recurse",
 )
-def test_foundation_tests_pass_on_the_standin():
+def test_the_suite_passes_on_the_standin():
     env = dict(os.environ)
     env["MPNN_BACKEND"] = "cupy"
     env["PYTHONPATH"] = os.pathsep.join(
         [str(FAKE_CUPY_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
     )
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *FOUNDATION_TESTS],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *STANDIN_RUN],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -279,5 +281,5 @@ def test_foundation_tests_pass_on_the_standin():
     if result.returncode != 0:
         print(result.stdout[-20000:])
         print(result.stderr[-5000:])
-    assert result.returncode == 0, "the foundation tests fail on the CuPy stand-in (output above)"
+    assert result.returncode == 0, "the suite fails on the CuPy stand-in (output above)"
     assert "passed" in result.stdout
