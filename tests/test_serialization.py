@@ -260,6 +260,7 @@ def test_get_and_restore_model_weights(tmp_path: Path) -> None:
     assert "layer_0_kernels" in weights and "layer_0_biases" not in weights
     assert "layer_1_state_cache_m" in weights and "layer_9_state_cache_v" in weights
     assert "optimizer_momentums_layer_8_weights" in weights
+    assert weights["optimizer_t"].shape == () and int(weights["optimizer_t"]) == model.optimizer.t
     assert all(type(v) is np.ndarray and v.dtype == np.float32 for v in weights.values())
     snapshot = model_arrays(model)
     for value in weights.values():  # copies: changing them leaves the model alone
@@ -270,7 +271,7 @@ def test_get_and_restore_model_weights(tmp_path: Path) -> None:
     model.train(x, y, epochs=1, batch_size=8, verbose=0)
     assert differs(model_arrays(model), snapshot)
     restore_model_weights(model.layers, weights, model.optimizer)
-    model.optimizer.t = snapshot["optimizer/t"]
+    assert model.optimizer.t == snapshot["optimizer/t"]  # the step count travels too
     assert_same_arrays(model_arrays(model), snapshot)
 
     del weights["layer_0_kernels"]

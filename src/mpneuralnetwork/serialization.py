@@ -63,6 +63,8 @@ def _collect(
         if isinstance(per_param, dict):
             for key, value in per_param.items():
                 weights[f"optimizer_{state}_{key}"] = copy(value)
+        else:  # a scalar such as Adam's step count t, as a 0-d array
+            weights[f"optimizer_{state}"] = copy(xp.asarray(per_param))
     return weights
 
 
@@ -77,7 +79,8 @@ def get_model_weights(
 
     Returns:
         ``{"layer_{i}_{param}": ..., "layer_{i}_state_{name}": ...,
-        "optimizer_{state}_layer_{i}_{param}": ...}``.
+        "optimizer_{state}_layer_{i}_{param}": ...}``, plus scalar optimizer state
+        such as Adam's ``t`` as 0-d arrays named ``optimizer_{name}``.
     """
     return _collect(layers, optimizer_params, lambda a: np.array(to_host(a), dtype=np.float32))
 
@@ -107,6 +110,8 @@ def restore_model_weights(
     if optimizer is not None:
         for state, per_param in optimizer.params.items():
             if not isinstance(per_param, dict):
+                if f"optimizer_{state}" in weights:  # a scalar such as Adam's t
+                    setattr(optimizer, state, type(per_param)(weights[f"optimizer_{state}"]))
                 continue
             prefix = f"optimizer_{state}_"
             per_param.clear()
@@ -118,22 +123,17 @@ def restore_model_weights(
 class Snapshot:
     """An on-device copy of the weights, layer state and optimizer state (checkpoints)."""
 
-    def __init__(self, arrays: dict[str, Any], optimizer_globals: dict[str, Any]) -> None:
+    def __init__(self, arrays: dict[str, Any]) -> None:
         self.arrays = arrays
-        self.optimizer_globals = optimizer_globals
 
     @classmethod
     def take(cls, layer_list: Sequence[Any], optimizer: optimizers.Optimizer) -> Snapshot:
         """Copy everything that training changes."""
-        params = optimizer.params
-        arrays = _collect(layer_list, params, lambda a: a.copy())
-        return cls(arrays, {k: v for k, v in params.items() if not isinstance(v, dict)})
+        return cls(_collect(layer_list, optimizer.params, lambda a: a.copy()))
 
     def restore(self, layer_list: Sequence[Any], optimizer: optimizers.Optimizer) -> None:
         """Write the copy back (the snapshot stays usable)."""
         restore_model_weights(layer_list, self.arrays, optimizer)
-        for name, value in self.optimizer_globals.items():
-            setattr(optimizer, name, value)
 
 
 # ---------------------------------------------------------------- save / load
@@ -158,6 +158,8 @@ def save_model(model: Model, filepath: str | os.PathLike[str]) -> Path:
         "metrics": [metric.get_config() for metric in model.metrics],
     }
     arrays = get_model_weights(model.layers, params)
+    for name in config["optimizer_globals"]:  # kept in the JSON config instead
+        del arrays[f"optimizer_{name}"]
     arrays["architecture"] = np.array(json.dumps(architecture))
     arrays["model_config"] = np.array(json.dumps(config))
     folder = path.parent if str(path.parent) else Path(".")

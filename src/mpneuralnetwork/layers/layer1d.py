@@ -200,8 +200,10 @@ class BatchNormalization(Layer):
         epsilon: Added to the variance.
 
     Attributes:
-        gamma, beta: Scale and shift, shape (1, F). ``cache_m`` (zeros) and
-        ``cache_v`` (ones) are the running mean and variance, same shape.
+        gamma: Scale, shape (1, F), ones at build.
+        beta: Shift, shape (1, F), zeros at build.
+        cache_m: Running mean, shape (1, F), zeros at build.
+        cache_v: Running variance, shape (1, F), ones at build.
     """
 
     #: Axes the statistics are taken over.
@@ -258,36 +260,49 @@ class BatchNormalization(Layer):
                     "to compute batch statistics; got an empty batch"
                 )
             mean = x.mean(axis=axes, keepdims=True)
-            centered = x - mean
-            var = (centered * centered).mean(axis=axes, keepdims=True)
+            x_hat = x - mean
+            out = xp.square(x_hat)  # a scratch array, reused for the output below
+            var = out.mean(axis=axes, keepdims=True)
             m = self.momentum
             self.cache_m *= m
             self.cache_m += (1.0 - m) * mean
             self.cache_v *= m
             self.cache_v += (1.0 - m) * var
         else:
-            centered = x - self.cache_m
+            x_hat = x - self.cache_m
+            out = xp.empty_like(x_hat)
             var = self.cache_v
         self._inv_std = 1.0 / xp.sqrt(var + self.epsilon)
-        self._x_hat = centered * self._inv_std
+        x_hat *= self._inv_std
+        self._x_hat = x_hat
         self._trained_forward = bool(training)
-        self.output = self.gamma * self._x_hat + self.beta
-        return self.output
+        xp.multiply(x_hat, self.gamma, out=out)
+        out += self.beta
+        self.output = out
+        return out
 
     def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
-        """dx = inv_std/n · (n·d − Σd − x̂·Σ(d·x̂)) with d = G·gamma; stores dgamma, dbeta."""
+        """dx = inv_std/n · (n·d − Σd − x̂·Σ(d·x̂)) with d = G·gamma; stores dgamma, dbeta.
+
+        With gamma constant over the batch this is
+        ``gamma·inv_std · (G − ΣG/n − x̂·Σ(G·x̂)/n)``, computed in place in one array.
+        """
         g = self._check_gradient(output_gradient_batch)
         axes = self.reduce_axes
         x_hat = self._x_hat
-        self.gamma_gradient = (g * x_hat).sum(axis=axes, keepdims=True)
+        d_input = g * x_hat
+        self.gamma_gradient = d_input.sum(axis=axes, keepdims=True)
         self.beta_gradient = g.sum(axis=axes, keepdims=True)
-        d = g * self.gamma
+        scale = self.gamma * self._inv_std
         if not self._trained_forward:  # running statistics are constants
-            return d * self._inv_std
+            xp.multiply(g, scale, out=d_input)
+            return d_input
         n = math.prod(g.shape[a] for a in axes)
-        sum_d = self.beta_gradient * self.gamma
-        sum_d_x_hat = self.gamma_gradient * self.gamma
-        return (self._inv_std / n) * (n * d - sum_d - x_hat * sum_d_x_hat)
+        xp.multiply(x_hat, self.gamma_gradient / n, out=d_input)
+        xp.subtract(g, d_input, out=d_input)
+        d_input -= self.beta_gradient / n
+        d_input *= scale
+        return d_input
 
     @property
     def params(self) -> dict[str, tuple[ArrayType, ArrayType]]:

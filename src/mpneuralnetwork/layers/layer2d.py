@@ -252,7 +252,7 @@ def _max_and_argmax(candidates: list[Any]) -> tuple[Any, Any]:
     for i, candidate in enumerate(candidates[1:], start=1):
         better = candidate > best  # strictly: a tie keeps the earlier position
         xp.maximum(best, candidate, out=best)
-        index[better] = i
+        xp.copyto(index, i, where=better)
     return best, index
 
 
@@ -281,12 +281,27 @@ class MaxPooling2D(_Pooling2D):
         rows, cols = self._slices()
         n, c, h, w = self.input.shape
         to_rows = xp.zeros((n, c, h, g.shape[3]), dtype=g.dtype)
-        for u, r in enumerate(rows):  # overlapping windows add up
-            to_rows[:, :, r, :] += g * (self._row_index == u)
+        _route(to_rows, rows, g, self._row_index, axis=2)
         d_input = xp.zeros((n, c, h, w), dtype=g.dtype)
-        for v, col in enumerate(cols):
-            d_input[:, :, :, col] += to_rows * (self._col_index == v)
+        _route(d_input, cols, to_rows, self._col_index, axis=3)
         return d_input
+
+
+def _route(target: Any, slices: list[slice], values: Any, index: Any, axis: int) -> None:
+    """Send ``values`` to ``target[..., slices[index], ...]`` along ``axis``.
+
+    Slices that do not overlap (stride >= pool size) are written directly;
+    overlapping ones add up.
+    """
+    overlap = slices[0].step < len(slices)  # stride < pool size
+    where: list[Any] = [slice(None)] * 4
+    for offset, part in enumerate(slices):
+        where[axis] = part
+        view = target[tuple(where)]
+        if overlap:
+            view += values * (index == offset)
+        else:
+            xp.multiply(values, index == offset, out=view)
 
 
 class AveragePooling2D(_Pooling2D):
@@ -349,7 +364,10 @@ class BatchNormalization2D(BatchNormalization):
         epsilon: Added to the variance.
 
     Attributes:
-        gamma, beta, cache_m, cache_v: shape (1, C, 1, 1).
+        gamma: Scale per channel, shape (1, C, 1, 1).
+        beta: Shift per channel, shape (1, C, 1, 1).
+        cache_m: Running mean per channel, shape (1, C, 1, 1).
+        cache_v: Running variance per channel, shape (1, C, 1, 1).
     """
 
     reduce_axes = (0, 2, 3)

@@ -1,0 +1,118 @@
+"""Smoke tests of the example scripts: each one runs as a subprocess with few epochs."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+pytest.importorskip("sklearn", reason="the examples load scikit-learn data sets")
+
+
+def run_example(name: str, *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> str:
+    """Run examples/<name> with the current interpreter; return stdout + stderr."""
+    environment = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
+    environment.pop("MPNN_BACKEND", None)
+    environment.update(env or {})
+    completed = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, f"{name} exited with {completed.returncode}:\n{output}"
+    return output
+
+
+@pytest.mark.parametrize(
+    ("name", "epochs", "expected"),
+    [
+        ("quickstart.py", "2", "test accuracy:"),
+        ("regression_diabetes.py", "3", "test r2score:"),
+        ("binary_breast_cancer.py", "3", "test f1score:"),
+    ],
+)
+def test_training_example(name: str, epochs: str, expected: str) -> None:
+    output = run_example(name, "--epochs", epochs)
+    assert expected in output
+    assert re.search(rf"epoch +1/{epochs} ", output), "no per-epoch line"
+    assert "Traceback" not in output
+
+
+def test_cnn_digits_trains_saves_and_reloads(tmp_path: Path) -> None:
+    # The README's "main job": train, save, reload, same predictions.
+    path = tmp_path / "cnn.npz"
+    output = run_example("cnn_digits.py", "--epochs", "1", "--save", str(path))
+    assert re.search(r"epoch +1/1 ", output)
+    assert "test accuracy:" in output
+    assert "reloaded model predicts the same: True" in output
+    assert path.is_file()
+
+
+def test_save_load_resume(tmp_path: Path) -> None:
+    path = tmp_path / "model.npz"
+    output = run_example("save_load_resume.py", "--epochs", "2", "--path", str(path))
+    assert "predictions equal after load_model: True" in output
+    assert "test accuracy after resuming:" in output
+    assert path.is_file()
+
+
+def test_gpu_example_falls_back_to_numpy(tmp_path: Path) -> None:
+    # A stand-in 'cupy' that cannot be imported: the fallback is exercised even on a
+    # machine where the real CuPy is installed.
+    fake = tmp_path / "no_cupy" / "cupy"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise ImportError("CuPy disabled for this test")\n')
+    pythonpath = os.pathsep.join(filter(None, [str(fake.parent), os.environ.get("PYTHONPATH")]))
+    output = run_example(
+        "gpu.py",
+        "--epochs",
+        "1",
+        env={"MPNN_BACKEND": "cupy", "PYTHONPATH": pythonpath},
+    )
+    assert "backend: numpy" in output
+    assert "CuPy is not available" in output
+    assert "test accuracy:" in output
+
+
+def test_gpu_example_on_the_cupy_standin() -> None:
+    # tests/fake_cupy imitates CuPy's strictness (no implicit NumPy conversion), so
+    # the example's GPU branch is checked for host/device mix-ups without a GPU.
+    standin = Path(__file__).resolve().parent / "fake_cupy"
+    output = run_example(
+        "gpu.py", "--epochs", "1", env={"MPNN_BACKEND": "cupy", "PYTHONPATH": str(standin)}
+    )
+    assert "backend: cupy" in output
+    assert "test accuracy:" in output
+    assert "predict() returns numpy.ndarray" in output
+
+
+def test_plot_learning_curves(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "curves.png"
+    output = run_example("plot_learning_curves.py", "--epochs", "2", "--output", str(target))
+    assert "learning curves saved to" in output
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_example_is_tested() -> None:
+    tested = {
+        "quickstart.py",
+        "cnn_digits.py",
+        "regression_diabetes.py",
+        "binary_breast_cancer.py",
+        "save_load_resume.py",
+        "gpu.py",
+        "plot_learning_curves.py",
+    }
+    assert {p.name for p in EXAMPLES.glob("*.py")} == tested
