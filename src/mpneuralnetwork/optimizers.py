@@ -196,8 +196,8 @@ class RMSprop(Optimizer):
         buffer = self._scratch(key, value)
         self._add_regularization(name, value, gradient, buffer)
         cache = self._state(self.cache, key, value)
-        xp.multiply(gradient, gradient, out=buffer)  # c ← decay·c + (1 − decay)·g², in place
-        cache -= buffer
+        xp.multiply(gradient, gradient, out=buffer)  # c ← decay·c + (1 − decay)·g²
+        buffer *= 1.0 - self.decay_rate
         cache *= self.decay_rate
         cache += buffer
         xp.sqrt(cache, out=buffer)
@@ -267,11 +267,11 @@ class Adam(Optimizer):
             value *= 1.0 - self.learning_rate * self.weight_decay
         m = self._state(self.momentums, key, value)
         v = self._state(self.velocities, key, value)
-        m -= gradient  # m ← β1·m + (1 − β1)·g, in place
+        xp.multiply(gradient, 1.0 - self.beta1, out=buffer)  # m ← β1·m + (1 − β1)·g
         m *= self.beta1
-        m += gradient
+        m += buffer
         xp.multiply(gradient, gradient, out=buffer)  # v ← β2·v + (1 − β2)·g²
-        v -= buffer
+        buffer *= 1.0 - self.beta2
         v *= self.beta2
         v += buffer
         xp.sqrt(v, out=buffer)
