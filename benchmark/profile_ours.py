@@ -1,0 +1,259 @@
+"""Where mpneuralnetwork spends one epoch of each benchmark workload.
+
+Usage (from the repository root)::
+
+    python benchmark/profile_ours.py [--workloads mlp,cnn,regression] [--top 15]
+                                     [--threads 2] [--no-native-blas] [--no-cprofile]
+
+For each workload, after a warm-up, three views of one epoch:
+
+1. **Per layer**: every layer's ``forward`` and ``backward``, the loss and the
+   optimizer step, timed with ``perf_counter`` wrappers, in microseconds per
+   batch; "model loop" is the rest of the epoch (shuffling, batch gathering,
+   ``Model.train`` itself).
+2. **GEMM floor**: the same layers' matrix products (forward ``X @ W``, backward
+   ``Xᵀ @ G`` and ``G @ Wᵀ``; convolutions as their im2col products) timed alone
+   with NumPy at the batch shape. A layer's time minus its floor is what it
+   spends outside BLAS: im2col/col2im copies, elementwise work, Python.
+3. **cProfile**: the top functions by own time (operators such as ``@`` count in
+   the Python function that uses them).
+
+Thread settings are applied before NumPy loads, as in the benchmark's children.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(HERE))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (parsed before NumPy is imported)."""
+    parser = argparse.ArgumentParser(description="Profile one epoch of mpneuralnetwork.")
+    parser.add_argument("--workloads", default="mlp,cnn,regression")
+    parser.add_argument("--samples", type=int, default=None, help="override the sample count")
+    parser.add_argument("--top", type=int, default=15, help="cProfile rows per workload")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--native-blas", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--no-cprofile", dest="cprofile", action="store_false")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--retries", type=int, default=4, help="reruns of a disturbed epoch")
+    return parser.parse_args(argv)
+
+
+def configure_env(threads: int, native_blas: bool) -> None:
+    """Fix the BLAS/OpenMP thread counts (and unset the OpenBLAS overrides) for this process."""
+    for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[key] = str(threads)
+    if native_blas:
+        for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+            os.environ.pop(key, None)
+
+
+class Timer:
+    """Accumulates seconds and call counts under names."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+
+    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` timed under ``name``."""
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+                self.calls[name] = self.calls.get(name, 0) + 1
+
+        return timed
+
+    def reset(self) -> None:
+        """Forget everything measured so far."""
+        self.seconds.clear()
+        self.calls.clear()
+
+
+def instrument(model: Any, timer: Timer) -> list[str]:
+    """Wrap each layer's forward/backward, the loss and the optimizer step; return the names."""
+    names = []
+    for i, layer in enumerate(model.layers):
+        label = f"{i:2d} {type(layer).__name__}"
+        layer.forward = timer.wrap(f"{label}.forward", layer.forward)
+        layer.backward = timer.wrap(f"{label}.backward", layer.backward)
+        names += [f"{label}.forward", f"{label}.backward"]
+    for method in ("value_and_gradient", "direct", "prime"):
+        if hasattr(model.loss, method):
+            setattr(model.loss, method, timer.wrap(f"loss.{method}", getattr(model.loss, method)))
+            names.append(f"loss.{method}")
+    model.optimizer.step = timer.wrap("optimizer.step", model.optimizer.step)
+    return [*names, "optimizer.step"]
+
+
+def quiet_run(
+    fn: Callable[[], Any], retries: int, before: Callable[[], Any] | None = None
+) -> tuple[float, float]:
+    """Time ``fn`` on a quiet machine: rerun it while other processes disturb it.
+
+    Waits for an idle machine first, and after each disturbed run (other processes
+    above ``BUSY`` of the CPUs), up to ``retries`` reruns.
+
+    Returns:
+        ``(seconds, background share)`` of the kept run.
+    """
+    from child import background, cpu_seconds, proc_stat
+    from run import BUSY, wait_until_quiet
+
+    for _ in range(retries + 1):
+        wait_until_quiet(60.0)
+        if before is not None:
+            before()
+        stat0, c0, t0 = proc_stat(), cpu_seconds(), time.perf_counter()
+        fn()
+        seconds = time.perf_counter() - t0
+        busy = background(stat0, proc_stat(), cpu_seconds() - c0)
+        if busy < BUSY:
+            break
+    return seconds, busy
+
+
+def best_of(fn: Callable[[], Any], repeats: int = 50) -> float:
+    """Best wall time of ``fn`` over ``repeats`` calls, after one warm-up call."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def gemm_floor(model: Any, batch: int) -> dict[int, float]:
+    """Seconds of each Dense/Convolutional layer's three GEMMs alone, per batch of ``batch``."""
+    import numpy as np
+
+    from mpneuralnetwork.layers import Convolutional, Dense
+
+    rng = np.random.default_rng(0)
+    floors: dict[int, float] = {}
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, Dense):
+            m, k, n = batch, layer.input_size, layer.output_size
+        elif isinstance(layer, Convolutional):
+            c, _, _ = layer.input_shape
+            o, ho, wo = layer.output_shape
+            m, k, n = batch * ho * wo, c * layer.kernel_size**2, o
+        else:
+            continue
+        x = rng.standard_normal((m, k), dtype=np.float32)
+        w = rng.standard_normal((k, n), dtype=np.float32)
+        g = rng.standard_normal((m, n), dtype=np.float32)
+
+        def gemms(x: Any = x, w: Any = w, g: Any = g) -> tuple[Any, Any, Any]:
+            return x @ w, x.T @ g, g @ w.T
+
+        floors[i] = best_of(gemms)
+    return floors
+
+
+def profile_workload(name: str, args: argparse.Namespace) -> None:
+    """Print the three views of one epoch of one workload."""
+    import cProfile
+    import pstats
+
+    import numpy as np
+    import workloads
+    from run import BUSY
+
+    wl = workloads.WORKLOADS[name]
+    samples = args.samples or wl.samples
+    batches = -(-samples // wl.batch_size)
+    x, y = workloads.make_data(wl, samples, args.seed)
+    np.random.seed(args.seed)  # noqa: NPY002 - the library draws from the global state
+    model = workloads.ours_build(wl)
+    workloads.ours_epoch(model, x[: 8 * wl.batch_size], y[: 8 * wl.batch_size], wl.batch_size)
+
+    def epoch_once() -> None:
+        workloads.ours_epoch(model, x, y, wl.batch_size)
+
+    plain, busy = quiet_run(epoch_once, args.retries)
+    timer = Timer()
+    names = instrument(model, timer)
+    epoch, busy_instrumented = quiet_run(epoch_once, args.retries, before=timer.reset)
+    busy = max(busy, busy_instrumented)
+
+    print(f"\n=== {name}: {wl.description}; {samples:,} samples, {batches} batches")
+    print(
+        f"epoch {plain * 1e3:.0f} ms uninstrumented ({plain / batches * 1e6:.0f} us/batch); "
+        f"{epoch * 1e3:.0f} ms instrumented; other processes used up to {100 * busy:.0f}% "
+        "of the CPUs meanwhile" + (" (DISTURBED: rerun on a quiet machine)" if busy >= BUSY else "")
+    )
+    floors = gemm_floor(model, wl.batch_size)
+    print(f"\n{'component':<32}{'us/batch':>10}{'share':>8}{'GEMM floor':>12}{'outside':>10}")
+    accounted = 0.0
+    for key in names:
+        sec = timer.seconds.get(key, 0.0)
+        accounted += sec
+        if sec / epoch < 0.005:
+            continue
+        floor = ""
+        outside = ""
+        index = int(key.split()[0]) if key[0].isdigit() or key[0] == " " else -1
+        if key.endswith(".forward") and index in floors:
+            floor = f"{floors[index] * 1e6:.0f} (f+b)"
+            both = sec + timer.seconds.get(key.replace(".forward", ".backward"), 0.0)
+            outside = f"{(both / batches - floors[index]) * 1e6:.0f}"
+        share = f"{100 * sec / epoch:.1f}%"
+        print(f"{key:<32}{sec / batches * 1e6:>10.1f}{share:>8}{floor:>12}{outside:>10}")
+    rest = epoch - accounted
+    share = f"{100 * rest / epoch:.1f}%"
+    print(f"{'model loop (rest)':<32}{rest / batches * 1e6:>10.1f}{share:>8}")
+    total_floor = sum(floors.values()) * batches
+    print(
+        f"GEMM floor of the epoch: {total_floor * 1e3:.0f} ms = "
+        f"{100 * total_floor / plain:.0f}% of the uninstrumented epoch"
+    )
+
+    if args.cprofile:
+        model = workloads.ours_build(wl)
+        workloads.ours_epoch(model, x[: 8 * wl.batch_size], y[: 8 * wl.batch_size], wl.batch_size)
+        profiler = cProfile.Profile()
+
+        def profiled() -> None:
+            profiler.enable()
+            workloads.ours_epoch(model, x, y, wl.batch_size)
+            profiler.disable()
+
+        quiet_run(profiled, args.retries, before=profiler.clear)
+        print(f"\ncProfile, top {args.top} by own time (profiling inflates Python-heavy code):")
+        stats = pstats.Stats(profiler, stream=sys.stdout)
+        stats.strip_dirs().sort_stats("tottime").print_stats(args.top)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Profile each requested workload."""
+    args = parse_args(argv)
+    configure_env(args.threads, args.native_blas)
+    import workloads
+
+    for name in args.workloads.split(","):
+        if name not in workloads.WORKLOADS:
+            print(f"unknown workload {name!r}", file=sys.stderr)
+            return 2
+        profile_workload(name, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

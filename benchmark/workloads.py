@@ -1,0 +1,400 @@
+"""The three benchmark workloads, described once and built for both frameworks.
+
+Each workload is a :class:`Workload`: a list of layer specs (:class:`Spec`), the
+input shape, the loss, the optimizer, the default sample count and batch size.
+From that one description this module
+
+* generates the data (float32, from a fixed-seed NumPy generator),
+* builds the mpneuralnetwork ``Model`` and the equivalent PyTorch
+  ``nn.Sequential`` with its optimizer and loss,
+* runs one epoch in each framework,
+* counts the matmul/convolution FLOPs of one training step analytically.
+
+Nothing here imports ``torch`` or ``mpneuralnetwork`` at module level, so a child
+process that benchmarks one framework never loads the other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "WORKLOADS",
+    "Spec",
+    "Workload",
+    "flops_per_sample",
+    "make_data",
+    "ours_build",
+    "ours_epoch",
+    "torch_build",
+    "torch_epoch",
+]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One layer of a network, independent of the framework.
+
+    Attributes:
+        kind: ``dense``, ``conv``, ``relu``, ``sigmoid``, ``dropout``, ``bn``
+            (BatchNormalization over features), ``bn2d`` (per channel),
+            ``maxpool`` or ``flatten``.
+        size: Output units (dense), output channels (conv), pool size (maxpool).
+        kernel: Kernel side of a convolution.
+        p: Dropout probability.
+    """
+
+    kind: str
+    size: int = 0
+    kernel: int = 0
+    p: float = 0.0
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A network, its loss and optimizer, and the default data size.
+
+    Attributes:
+        name: Short name used on the command line.
+        input_shape: Shape of one sample (no batch dimension).
+        layers: The network, first layer first.
+        task: ``classification`` (10 one-hot classes, cross-entropy on logits)
+            or ``regression`` (one output, MSE).
+        optimizer: ``adam`` (Adam with decoupled L2 decay, i.e. AdamW) or ``rmsprop``.
+        learning_rate: The optimizer's learning rate.
+        samples: Default number of training samples.
+        batch_size: Default mini-batch size.
+    """
+
+    name: str
+    input_shape: tuple[int, ...]
+    layers: tuple[Spec, ...]
+    task: str
+    optimizer: str
+    learning_rate: float
+    samples: int
+    batch_size: int
+    description: str = field(default="")
+
+
+#: Weight decay of mpneuralnetwork's Adam and RMSprop defaults (L2).
+WEIGHT_DECAY = 0.001
+#: Classes of the classification workloads.
+CLASSES = 10
+
+WORKLOADS: dict[str, Workload] = {
+    "mlp": Workload(
+        name="mlp",
+        input_shape=(784,),
+        layers=(
+            Spec("dense", 128),
+            Spec("relu"),
+            Spec("dropout", p=0.2),
+            Spec("dense", 40),
+            Spec("relu"),
+            Spec("dropout", p=0.3),
+            Spec("dense", CLASSES),
+        ),
+        task="classification",
+        optimizer="adam",
+        learning_rate=0.001,
+        samples=20_000,
+        batch_size=32,
+        description="784-128-40-10 MLP with dropout, Adam, batch 32",
+    ),
+    "cnn": Workload(
+        name="cnn",
+        input_shape=(1, 28, 28),
+        layers=(
+            Spec("conv", 16, kernel=3),
+            Spec("bn2d"),
+            Spec("relu"),
+            Spec("maxpool", 2),
+            Spec("conv", 32, kernel=3),
+            Spec("relu"),
+            Spec("flatten"),
+            Spec("dense", 128),
+            Spec("relu"),
+            Spec("dense", CLASSES),
+        ),
+        task="classification",
+        optimizer="adam",
+        learning_rate=0.005,
+        samples=2_000,
+        batch_size=32,
+        description="conv16-bn-pool-conv32-128-10 CNN on 1x28x28, Adam(0.005), batch 32",
+    ),
+    "regression": Workload(
+        name="regression",
+        input_shape=(13,),
+        layers=(
+            Spec("dense", 64),
+            Spec("bn"),
+            Spec("relu"),
+            Spec("dense", 128),
+            Spec("relu"),
+            Spec("dropout", p=0.2),
+            Spec("dense", 64),
+            Spec("relu"),
+            Spec("dense", 32),
+            Spec("sigmoid"),
+            Spec("dense", 1),
+        ),
+        task="regression",
+        optimizer="rmsprop",
+        learning_rate=0.001,
+        samples=20_000,
+        batch_size=64,
+        description="13-64(bn)-128-64-32-1 regressor, MSE, RMSprop, batch 64",
+    ),
+}
+
+
+# --------------------------------------------------------------------------- data
+
+
+def make_data(workload: Workload, samples: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Generate the inputs and one-hot (or real) targets of a workload, all float32.
+
+    Args:
+        workload: The workload.
+        samples: Number of samples.
+        seed: Seed of the NumPy generator.
+
+    Returns:
+        ``(X, y)``: X of shape ``(samples, *input_shape)``; y of shape
+        ``(samples, 10)`` one-hot for classification, ``(samples, 1)`` for regression.
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((samples, *workload.input_shape), dtype=np.float32)
+    if workload.task == "classification":
+        labels = rng.integers(0, CLASSES, samples)
+        y = np.zeros((samples, CLASSES), dtype=np.float32)
+        y[np.arange(samples), labels] = 1.0
+    else:
+        noise = rng.standard_normal(samples, dtype=np.float32)
+        y = (2.0 * x[:, 0] + 0.5 * x[:, 1] + 0.1 * noise).astype(np.float32)[:, None]
+    return x, y
+
+
+# --------------------------------------------------------------------------- FLOPs
+
+
+def _shapes(workload: Workload) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """(input shape, output shape) of every layer of the workload, batch excluded."""
+    shape = workload.input_shape
+    result = []
+    for spec in workload.layers:
+        if spec.kind == "dense":
+            out: tuple[int, ...] = (spec.size,)
+        elif spec.kind == "conv":
+            c, h, w = shape
+            out = (spec.size, h - spec.kernel + 1, w - spec.kernel + 1)
+        elif spec.kind == "maxpool":
+            c, h, w = shape
+            out = (c, h // spec.size, w // spec.size)
+        elif spec.kind == "flatten":
+            out = (math.prod(shape),)
+        else:
+            out = shape
+        result.append((shape, out))
+        shape = out
+    return result
+
+
+def flops_per_sample(workload: Workload) -> dict[str, float]:
+    """Matmul/convolution FLOPs of one sample's training step (forward + backward).
+
+    Each matmul of an (m, k) by a (k, n) matrix counts 2·m·k·n; a convolution is
+    counted as its im2col matmul. The backward pass counts twice the forward
+    (the weight gradient and the input gradient), also for the first layer, so
+    the total is 3 x forward. Elementwise work (activations, BatchNorm, pooling,
+    dropout, the optimizer) is not counted: the figure is the useful dense
+    arithmetic, the same for both frameworks.
+
+    Returns:
+        ``{"forward": ..., "train": ...}`` FLOPs per sample.
+    """
+    forward = 0.0
+    for spec, (shape_in, shape_out) in zip(workload.layers, _shapes(workload), strict=True):
+        if spec.kind == "dense":
+            forward += 2.0 * math.prod(shape_in) * spec.size
+        elif spec.kind == "conv":
+            c_out, h_out, w_out = shape_out
+            forward += 2.0 * h_out * w_out * c_out * shape_in[0] * spec.kernel**2
+    return {"forward": forward, "train": 3.0 * forward}
+
+
+# --------------------------------------------------------------------------- ours
+
+
+def ours_build(workload: Workload) -> Any:
+    """Build the mpneuralnetwork ``Model`` of a workload (imports the library lazily)."""
+    from mpneuralnetwork import activations, layers, losses, optimizers
+    from mpneuralnetwork.model import Model
+
+    net: list[Any] = []
+    first = True
+    for spec in workload.layers:
+        if spec.kind == "dense":
+            kwargs: dict[str, Any] = {"input_size": workload.input_shape[0]} if first else {}
+            net.append(layers.Dense(spec.size, **kwargs))
+        elif spec.kind == "conv":
+            kwargs = {"input_shape": workload.input_shape} if first else {}
+            net.append(layers.Convolutional(spec.size, spec.kernel, **kwargs))
+        elif spec.kind == "relu":
+            net.append(activations.ReLU())
+        elif spec.kind == "sigmoid":
+            net.append(activations.Sigmoid())
+        elif spec.kind == "dropout":
+            net.append(layers.Dropout(spec.p))
+        elif spec.kind == "bn":
+            net.append(layers.BatchNormalization())
+        elif spec.kind == "bn2d":
+            net.append(layers.BatchNormalization2D())
+        elif spec.kind == "maxpool":
+            net.append(layers.MaxPooling2D(spec.size, spec.size))
+        elif spec.kind == "flatten":
+            net.append(layers.Flatten())
+        else:  # pragma: no cover - a typo in WORKLOADS
+            raise ValueError(f"unknown layer kind {spec.kind!r}")
+        first = False
+    if workload.task == "classification":
+        loss: Any = losses.CategoricalCrossEntropy()
+    else:
+        loss = losses.MSE()
+    if workload.optimizer == "adam":
+        optimizer: Any = optimizers.Adam(learning_rate=workload.learning_rate)
+    else:
+        optimizer = optimizers.RMSprop(learning_rate=workload.learning_rate)
+    return Model(net, loss, optimizer)
+
+
+def _train_kwargs(model: Any) -> dict[str, Any]:
+    """The keyword arguments that make ``Model.train`` silent and side-effect free."""
+    kwargs: dict[str, Any] = {"auto_evaluation": 0.0, "model_checkpoint": False}
+    if "verbose" in inspect.signature(model.train).parameters:
+        kwargs["verbose"] = 0
+    return kwargs
+
+
+def ours_epoch(model: Any, x: Any, y: Any, batch_size: int) -> None:
+    """Train an mpneuralnetwork model for one epoch, silently.
+
+    ``verbose=0`` is passed when ``Model.train`` knows it; anything printed anyway
+    is swallowed so that it cannot disturb the benchmark's own output.
+    """
+    with contextlib.redirect_stdout(io.StringIO()):
+        model.train(x, y, epochs=1, batch_size=batch_size, **_train_kwargs(model))
+
+
+# --------------------------------------------------------------------------- torch
+
+
+def torch_build(workload: Workload, device: str = "cpu") -> tuple[Any, Any, Any]:
+    """Build the PyTorch network, optimizer and loss of a workload.
+
+    Mirrors mpneuralnetwork's choices: no bias on a layer followed by BatchNorm,
+    BatchNorm with ``momentum=0.1`` (ours keeps 0.9 of the old statistics) and
+    ``eps=1e-8``; AdamW (decoupled decay 0.001, eps 1e-8) or RMSprop
+    (``alpha=0.9``, eps 1e-8, L2 0.001 added to the gradient), each with weight
+    decay only on weights/kernels, none on biases and BatchNorm parameters.
+
+    Returns:
+        ``(model, optimizer, loss_fn)``.
+    """
+    import torch
+    from torch import nn
+
+    modules: list[Any] = []
+    shapes = _shapes(workload)
+    for i, (spec, (shape_in, _)) in enumerate(zip(workload.layers, shapes, strict=True)):
+        nxt = workload.layers[i + 1].kind if i + 1 < len(workload.layers) else ""
+        if spec.kind == "dense":
+            modules.append(nn.Linear(math.prod(shape_in), spec.size, bias=nxt != "bn"))
+        elif spec.kind == "conv":
+            modules.append(nn.Conv2d(shape_in[0], spec.size, spec.kernel, bias=nxt != "bn2d"))
+        elif spec.kind == "relu":
+            modules.append(nn.ReLU())
+        elif spec.kind == "sigmoid":
+            modules.append(nn.Sigmoid())
+        elif spec.kind == "dropout":
+            modules.append(nn.Dropout(spec.p))
+        elif spec.kind == "bn":
+            modules.append(nn.BatchNorm1d(shape_in[0], eps=1e-8, momentum=0.1))
+        elif spec.kind == "bn2d":
+            modules.append(nn.BatchNorm2d(shape_in[0], eps=1e-8, momentum=0.1))
+        elif spec.kind == "maxpool":
+            modules.append(nn.MaxPool2d(spec.size, spec.size))
+        elif spec.kind == "flatten":
+            modules.append(nn.Flatten())
+        else:  # pragma: no cover - a typo in WORKLOADS
+            raise ValueError(f"unknown layer kind {spec.kind!r}")
+    model = nn.Sequential(*modules).to(device)
+
+    decay: list[Any] = []
+    no_decay: list[Any] = []
+    for module in model.modules():
+        is_norm = isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
+        for name, param in module.named_parameters(recurse=False):
+            (no_decay if is_norm or name == "bias" else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": WEIGHT_DECAY},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    lr = workload.learning_rate
+    if workload.optimizer == "adam":
+        optimizer: Any = torch.optim.AdamW(groups, lr=lr, eps=1e-8)
+    else:
+        optimizer = torch.optim.RMSprop(groups, lr=lr, alpha=0.9, eps=1e-8)
+    loss_fn: Any = nn.CrossEntropyLoss() if workload.task == "classification" else nn.MSELoss()
+    return model, optimizer, loss_fn
+
+
+def torch_targets(workload: Workload, y: np.ndarray, device: str = "cpu") -> Any:
+    """The PyTorch targets: class indices for classification, the float column otherwise."""
+    import torch
+
+    if workload.task == "classification":
+        return torch.from_numpy(y.argmax(axis=1)).to(device)
+    return torch.from_numpy(y).to(device)
+
+
+def torch_epoch(
+    model: Any,
+    optimizer: Any,
+    loss_fn: Any,
+    x: Any,
+    y: Any,
+    batch_size: int,
+    sync: Callable[[], None] | None = None,
+) -> float:
+    """One epoch of the ordinary PyTorch loop; returns the summed batch losses.
+
+    randperm, index, forward, loss, zero_grad, backward, step, ``loss.item()``.
+    """
+    import torch
+
+    model.train()
+    n = x.shape[0]
+    perm = torch.randperm(n, device=x.device)
+    total = 0.0
+    for start in range(0, n, batch_size):
+        idx = perm[start : start + batch_size]
+        out = model(x[idx])
+        loss = loss_fn(out, y[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += loss.item()
+    if sync is not None:
+        sync()
+    return total
