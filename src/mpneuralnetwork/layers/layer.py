@@ -183,4 +183,6 @@ class Layer:
                 f"{type(self).__name__}.backward: output_gradient_batch must have the shape "
                 f"of the last output {tuple(self.output.shape)}; got {tuple(g.shape)}"
             )
+        if g.dtype != self.output.dtype:  # gradients flow in the layer's own dtype
+            g = g.astype(self.output.dtype)
         return g
