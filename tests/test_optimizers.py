@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mpneuralnetwork import to_device, to_host
+from mpneuralnetwork import optimizers, to_device, to_host, xp
 from mpneuralnetwork.activations import ReLU
 from mpneuralnetwork.optimizers import SGD, Adam, Optimizer, RMSprop
 
@@ -349,3 +349,56 @@ def test_float32_parameters_stay_float32_and_are_updated_in_place() -> None:
         opt.step([Layer32()])
         assert w.dtype == np.float32
         assert not np.array_equal(to_host(w), before)
+
+
+class ArrayLayer:
+    """A layer-like object over given float32 arrays (any shape, any memory order)."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = {n: to_device(v) for n, v in values.items()}
+        self.gradients = {n: xp.zeros_like(v) for n, v in self.values.items()}
+
+    @property
+    def params(self) -> dict[str, tuple[Any, Any]]:
+        return {n: (self.values[n], self.gradients[n]) for n in self.values}
+
+
+@pytest.mark.parametrize("regularization", ["L1", "L2"])
+@pytest.mark.parametrize("optimizer_class", [SGD, RMSprop, Adam])
+def test_blocked_updates_equal_whole_array_updates(
+    optimizer_class: type, regularization: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large parameters are updated block by block (CPU cache); the result is the same.
+
+    Element-wise updates give bitwise-equal results however the array is cut, and a
+    parameter that is not contiguous is updated whole.
+    """
+    if optimizers.BLOCK is None:
+        pytest.skip("no blocks on this backend: each update is one kernel on a GPU")
+    rng = np.random.default_rng(3)
+    values = {
+        "weights": rng.standard_normal((300, 250)).astype(np.float32),  # 75,000 > BLOCK
+        "biases": rng.standard_normal((1, 250)).astype(np.float32),
+        "kernels": rng.standard_normal((250, 300)).astype(np.float32),
+    }
+    steps = [
+        {n: rng.standard_normal(v.shape).astype(np.float32) for n, v in values.items()}
+        for _ in range(3)
+    ]
+
+    def run(block: int | None) -> dict[str, np.ndarray]:
+        monkeypatch.setattr(optimizers, "BLOCK", block)
+        layer = ArrayLayer({n: v.copy() for n, v in values.items()})
+        layer.values["kernels"] = layer.values["kernels"].T.copy().T  # not C-contiguous
+        layer.gradients["kernels"] = xp.zeros_like(layer.values["kernels"])
+        optimizer = optimizer_class(regularization=regularization, weight_decay=0.01)
+        for gradients in steps:
+            for n, g in gradients.items():
+                layer.gradients[n][...] = to_device(g)
+            optimizer.step([layer])
+        return {n: to_host(v) for n, v in layer.values.items()}
+
+    blocked, whole = run(optimizers.BLOCK), run(None)
+    for name in values:
+        assert not np.array_equal(blocked[name], values[name])
+        np.testing.assert_array_equal(blocked[name], whole[name])
