@@ -375,11 +375,12 @@ def test_blocked_updates_equal_whole_array_updates(
     """
     if optimizers.BLOCK is None:
         pytest.skip("no blocks on this backend: each update is one kernel on a GPU")
+    assert optimizers.BLOCK < 300_000
     rng = np.random.default_rng(3)
     values = {
-        "weights": rng.standard_normal((300, 250)).astype(np.float32),  # 75,000 > BLOCK
-        "biases": rng.standard_normal((1, 250)).astype(np.float32),
-        "kernels": rng.standard_normal((250, 300)).astype(np.float32),
+        "weights": rng.standard_normal((600, 500)).astype(np.float32),  # 300,000 > BLOCK
+        "biases": rng.standard_normal((1, 500)).astype(np.float32),
+        "kernels": rng.standard_normal((500, 600)).astype(np.float32),
     }
     steps = [
         {n: rng.standard_normal(v.shape).astype(np.float32) for n, v in values.items()}

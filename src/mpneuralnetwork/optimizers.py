@@ -23,10 +23,11 @@ Lit_R = Literal["L1", "L2"]
 _NOT_REGULARIZED = ("bias", "beta", "gamma")
 
 #: Elements per block of an update on the CPU. An update is a dozen passes over the
-#: parameter, its gradient and its state; on blocks this size all of them stay in the
-#: CPU's cache between passes (about 30% faster on large weights). On a GPU each pass
-#: is one kernel over the whole array, so there are no blocks.
-BLOCK = 32768 if xp is numpy else None
+#: parameter, its gradient and its state; cut into blocks, each block's arrays stay in
+#: the CPU caches between passes (Adam on a 3872x128 weight: 1.03 ms instead of 1.43 ms
+#: on the benchmark machine). Smaller parameters gain nothing and are updated whole; on
+#: a GPU each pass is one kernel over the whole array, so there are no blocks.
+BLOCK = 131072 if xp is numpy else None
 
 
 class Optimizer:
