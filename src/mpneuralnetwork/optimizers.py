@@ -30,6 +30,25 @@ _NOT_REGULARIZED = ("bias", "beta", "gamma")
 BLOCK = 131072 if xp is numpy else None
 
 
+def _average_square(average: Any, gradient: Any, rate: float, buffer: Any) -> None:
+    """``average ← rate·average + (1 − rate)·gradient²``, in place through ``buffer``."""
+    xp.multiply(gradient, gradient, out=buffer)
+    buffer *= 1.0 - rate
+    average *= rate
+    average += buffer
+
+
+def _descend(
+    value: Any, direction: Any, mean_square: Any, epsilon: float, step: float, buffer: Any
+) -> None:
+    """``value ← value − step · direction / (√mean_square + epsilon)``, through ``buffer``."""
+    xp.sqrt(mean_square, out=buffer)
+    buffer += epsilon
+    xp.divide(direction, buffer, out=buffer)
+    buffer *= step
+    value -= buffer
+
+
 class Optimizer:
     """Base of the optimizers; ``step`` does nothing here.
 
@@ -226,15 +245,8 @@ class RMSprop(Optimizer):
     def _update(self, name: str, value: ArrayType, gradient: ArrayType, *arrays: Any) -> None:
         cache, buffer = arrays
         self._add_regularization(name, value, gradient, buffer)
-        xp.multiply(gradient, gradient, out=buffer)  # c ← decay·c + (1 − decay)·g²
-        buffer *= 1.0 - self.decay_rate
-        cache *= self.decay_rate
-        cache += buffer
-        xp.sqrt(cache, out=buffer)
-        buffer += self.epsilon
-        xp.divide(gradient, buffer, out=buffer)
-        buffer *= self.learning_rate
-        value -= buffer
+        _average_square(cache, gradient, self.decay_rate, buffer)
+        _descend(value, gradient, cache, self.epsilon, self.learning_rate, buffer)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -301,15 +313,8 @@ class Adam(Optimizer):
         xp.multiply(gradient, 1.0 - self.beta1, out=buffer)  # m ← β1·m + (1 − β1)·g
         m *= self.beta1
         m += buffer
-        xp.multiply(gradient, gradient, out=buffer)  # v ← β2·v + (1 − β2)·g²
-        buffer *= 1.0 - self.beta2
-        v *= self.beta2
-        v += buffer
-        xp.sqrt(v, out=buffer)
-        buffer += self._scaled_epsilon
-        xp.divide(m, buffer, out=buffer)
-        buffer *= self._scaled_step
-        value -= buffer
+        _average_square(v, gradient, self.beta2, buffer)
+        _descend(value, m, v, self._scaled_epsilon, self._scaled_step, buffer)
 
     @property
     def params(self) -> dict[str, Any]:

@@ -103,6 +103,14 @@ class Layer:
         """``{name: (value, gradient)}``: the very arrays the layer computes with."""
         return {}
 
+    def _existing_params(self, *names: str) -> dict[str, tuple[ArrayType, ArrayType]]:
+        """``{name: (value, value_gradient)}`` for the named parameters that exist."""
+        return {
+            name: (getattr(self, name), getattr(self, f"{name}_gradient"))
+            for name in names
+            if getattr(self, name) is not None
+        }
+
     def load_params(self, params: dict[str, Any]) -> None:
         """Copy values into the existing parameter arrays (their identity is kept).
 

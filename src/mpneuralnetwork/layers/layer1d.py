@@ -128,12 +128,7 @@ class Dense(Layer):
 
     @property
     def params(self) -> dict[str, tuple[ArrayType, ArrayType]]:
-        if self.weights is None:
-            return {}
-        params = {"weights": (self.weights, self.weights_gradient)}
-        if self.biases is not None:
-            params["biases"] = (self.biases, self.biases_gradient)
-        return params
+        return self._existing_params("weights", "biases")
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -306,12 +301,7 @@ class BatchNormalization(Layer):
 
     @property
     def params(self) -> dict[str, tuple[ArrayType, ArrayType]]:
-        if self.gamma is None:
-            return {}
-        return {
-            "gamma": (self.gamma, self.gamma_gradient),
-            "beta": (self.beta, self.beta_gradient),
-        }
+        return self._existing_params("gamma", "beta")
 
     @property
     def state(self) -> dict[str, ArrayType]:

@@ -175,12 +175,7 @@ class Convolutional(Layer):
 
     @property
     def params(self) -> dict[str, tuple[ArrayType, ArrayType]]:
-        if self.kernels is None:
-            return {}
-        params = {"kernels": (self.kernels, self.kernels_gradient)}
-        if self.biases is not None:
-            params["biases"] = (self.biases, self.biases_gradient)
-        return params
+        return self._existing_params("kernels", "biases")
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -241,6 +236,20 @@ class _Pooling2D(Layer):
         cols = [_window_slice(v, s, w_out) for v in range(k)]
         return rows, cols
 
+    def _spread(self, g: Any, row_index: Any = None, col_index: Any = None) -> Any:
+        """Send per-window gradients (N, C, H_out, W_out) back to the input positions.
+
+        Separably, as the forward pass: along H to the rows of ``row_index`` (every
+        row of the window when None), then along W to the columns of ``col_index``.
+        """
+        rows, cols = self._slices()
+        n, c, h, w = self.input.shape
+        to_rows = _zeros_unless_tiled((n, c, h, g.shape[3]), rows, 2, g.dtype)
+        _route(to_rows, rows, g, row_index, axis=2)
+        d_input = _zeros_unless_tiled((n, c, h, w), cols, 3, g.dtype)
+        _route(d_input, cols, to_rows, col_index, axis=3)
+        return d_input
+
     def get_config(self) -> dict[str, Any]:
         return {"type": type(self).__name__, "pool_size": self.pool_size, "strides": self.strides}
 
@@ -280,27 +289,26 @@ class MaxPooling2D(_Pooling2D):
 
     def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
         g = self._check_gradient(output_gradient_batch)
-        rows, cols = self._slices()
-        n, c, h, w = self.input.shape
-        to_rows = _zeros_unless_tiled((n, c, h, g.shape[3]), rows, 2, g.dtype)
-        _route(to_rows, rows, g, self._row_index, axis=2)
-        d_input = _zeros_unless_tiled((n, c, h, w), cols, 3, g.dtype)
-        _route(d_input, cols, to_rows, self._col_index, axis=3)
-        return d_input
+        return self._spread(g, self._row_index, self._col_index)
 
 
 def _route(target: Any, slices: list[slice], values: Any, index: Any, axis: int) -> None:
     """Send ``values`` to ``target[..., slices[index], ...]`` along ``axis``.
 
-    Slices that do not overlap (stride >= pool size) are written directly;
-    overlapping ones add up.
+    With ``index`` None every slice receives ``values``. Slices that do not overlap
+    (stride >= pool size) are written directly; overlapping ones add up.
     """
     overlap = slices[0].step < len(slices)  # stride < pool size
     where: list[Any] = [slice(None)] * 4
     for offset, part in enumerate(slices):
         where[axis] = part
         view = target[tuple(where)]
-        if overlap:
+        if index is None:
+            if overlap:
+                view += values
+            else:
+                view[...] = values
+        elif overlap:
             view += values * (index == offset)
         else:
             xp.multiply(values, index == offset, out=view)
@@ -334,16 +342,7 @@ class AveragePooling2D(_Pooling2D):
 
     def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
         g = self._check_gradient(output_gradient_batch)
-        rows, cols = self._slices()
-        share = g / (self.pool_size * self.pool_size)
-        n, c, h, w = self.input.shape
-        to_rows = xp.zeros((n, c, h, g.shape[3]), dtype=g.dtype)
-        for r in rows:  # overlapping windows add up
-            to_rows[:, :, r, :] += share
-        d_input = xp.zeros((n, c, h, w), dtype=g.dtype)
-        for col in cols:
-            d_input[:, :, :, col] += to_rows
-        return d_input
+        return self._spread(g / (self.pool_size * self.pool_size))
 
 
 class Flatten(Layer):
