@@ -206,12 +206,12 @@ class Model:
         # The first learning layer skips its unused input gradient only inside this pass:
         # a persistent flag would break the layer when reused alone or in another model.
         first = self._backward_layers[-1]
-        first.needs_input_gradient = False
+        previous, first.needs_input_gradient = first.needs_input_gradient, False
         try:
             for layer in self._backward_layers:
                 gradient = layer.backward(gradient)
         finally:
-            first.needs_input_gradient = True
+            first.needs_input_gradient = previous
 
     def _activate(self, logits: Any) -> Any:
         if self.output_activation is None:
