@@ -3,9 +3,9 @@
 The backend is chosen once, at import time, from the environment variable
 ``MPNN_BACKEND`` (``numpy`` by default, ``cupy`` for the GPU, case-insensitive).
 If CuPy is asked for but cannot be imported, the library falls back to NumPy and
-says so once with a :class:`RuntimeWarning`.
+says so once with a `RuntimeWarning`.
 
-Every array operation of the library goes through ``xp``; :func:`to_host` is the
+Every array operation of the library goes through ``xp``; `to_host` is the
 only way back to NumPy.
 """
 
@@ -45,7 +45,7 @@ def _select_backend() -> ModuleType:
     return np
 
 
-#: The active array module: :mod:`numpy` or :mod:`cupy`.
+#: The active array module: `numpy` or `cupy`.
 xp: Any = _select_backend()
 
 #: The dtype of every computation: float32 on both backends.
@@ -56,7 +56,7 @@ ArrayType: TypeAlias = np.ndarray
 
 
 def get_backend() -> ModuleType:
-    """Return the active array module (:mod:`numpy` or :mod:`cupy`)."""
+    """Return the active array module (`numpy` or `cupy`)."""
     return xp
 
 
@@ -71,7 +71,7 @@ def to_device(a: Any) -> Any:
 
 
 def to_host(a: Any) -> np.ndarray:
-    """Return ``a`` (any array, list or scalar) as a :class:`numpy.ndarray` on the host."""
+    """Return ``a`` (any array, list or scalar) as a `numpy.ndarray` on the host."""
     if isinstance(a, np.ndarray):
         return a
     if hasattr(a, "get"):  # CuPy arrays copy back with .get()

@@ -208,7 +208,7 @@ class Recall(_ClassScore):
 
 
 class F1Score(Metric):
-    """2PR/(P + R + ε) from :class:`Precision` and :class:`Recall`.
+    """2PR/(P + R + ε) from `Precision` and `Recall`.
 
     Args:
         epsilon: Used by the three divisions.

@@ -128,7 +128,7 @@ class Model:
 
         Nothing before that layer learns, so the gradient with respect to its input
         is never used: during the Model's backward pass it is told not to compute it
-        (``needs_input_gradient``; see :meth:`_backward`).
+        (``needs_input_gradient``; see `_backward`).
         """
         first = next((i for i, layer in enumerate(self.layers) if layer.params), 0)
         return self.layers[first:][::-1]
@@ -270,7 +270,7 @@ class Model:
             verbose: 0 silent, 1 one line per epoch, 2 a progress bar per epoch (tqdm).
 
         Returns:
-            The :class:`~mpneuralnetwork.history.History` of the run (also kept as
+            The `History` of the run (also kept as
             ``model.history``).
         """
         epochs = _checks.non_negative_int("train", "epochs", epochs)
@@ -491,7 +491,7 @@ class Model:
 
     # ------------------------------------------------------------- deprecated
     def get_weights(self, optimizer_params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Deprecated: use :func:`mpneuralnetwork.serialization.get_model_weights`."""
+        """Deprecated: use `mpneuralnetwork.serialization.get_model_weights`."""
         warnings.warn(
             "Model.get_weights is deprecated; use "
             "mpneuralnetwork.serialization.get_model_weights(model.layers, ...)",
@@ -501,7 +501,7 @@ class Model:
         return get_model_weights(self.layers, optimizer_params)
 
     def restore_weights(self, weights: dict[str, Any], optimizer: Optimizer | None = None) -> None:
-        """Deprecated: use :func:`mpneuralnetwork.serialization.restore_model_weights`."""
+        """Deprecated: use `mpneuralnetwork.serialization.restore_model_weights`."""
         warnings.warn(
             "Model.restore_weights is deprecated; use "
             "mpneuralnetwork.serialization.restore_model_weights(model.layers, ...)",

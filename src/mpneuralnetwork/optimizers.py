@@ -2,7 +2,7 @@
 
 Per-parameter state (velocities, caches, moments) is one array per parameter,
 created on first use and keyed ``layer_{i}_{name}``, ``i`` being the layer's index
-in the list given to :meth:`Optimizer.step`.
+in the list given to `Optimizer.step`.
 """
 
 from __future__ import annotations

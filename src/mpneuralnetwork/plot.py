@@ -28,12 +28,12 @@ def plot_history(history: History | dict[str, list[float]], metrics: bool = True
     marks the best epoch.
 
     Args:
-        history: The :class:`~mpneuralnetwork.history.History` returned by
+        history: The `History` returned by
             ``Model.train``, or its ``history`` dict.
         metrics: Also draw a panel per metric.
 
     Returns:
-        The :class:`matplotlib.figure.Figure`.
+        The `matplotlib.figure.Figure`.
 
     Raises:
         ImportError: matplotlib is not installed.

@@ -88,7 +88,7 @@ def get_model_weights(
 def restore_model_weights(
     layers: Sequence[Any], weights: dict[str, Any], optimizer: optimizers.Optimizer | None = None
 ) -> None:
-    """Write arrays named as by :func:`get_model_weights` back into layers and optimizer.
+    """Write arrays named as by `get_model_weights` back into layers and optimizer.
 
     Parameters are copied into the existing arrays. With an ``optimizer``, its
     per-parameter state is replaced by the ``optimizer_*`` arrays.
@@ -207,7 +207,7 @@ def _read_json(archive: Any, name: str, path: Path) -> Any:
 
 
 def load_model(path: str | os.PathLike[str]) -> Model:
-    """Load a model saved by :func:`save_model`, ready to predict or to resume training.
+    """Load a model saved by `save_model`, ready to predict or to resume training.
 
     Args:
         path: The archive (``.npz`` appended when the given path does not exist).

@@ -1,4 +1,4 @@
-"""Layers: the building blocks of a :class:`~mpneuralnetwork.model.Model`."""
+"""Layers: the building blocks of a `Model`."""
 
 from .layer import Layer
 from .layer1d import BatchNormalization, Dense, Dropout, Lit_W

@@ -13,7 +13,7 @@ class Layer:
     """Base of every layer: shapes, building, and the forward / backward protocol.
 
     Shapes never include the batch dimension. A layer is usable on its own; the
-    :class:`~mpneuralnetwork.model.Model` builds each layer after the first with the
+    `Model` builds each layer after the first with the
     output shape of the layer before it.
 
     Args:
@@ -115,7 +115,7 @@ class Layer:
         """Copy values into the existing parameter arrays (their identity is kept).
 
         Args:
-            params: ``{name: array}`` with the shapes of :attr:`params`.
+            params: ``{name: array}`` with the shapes of `params`.
         """
         self._copy_into("parameter", params)
 

@@ -315,7 +315,7 @@ def _route(target: Any, slices: list[slice], values: Any, index: Any, axis: int)
 
 
 def _zeros_unless_tiled(shape: tuple[int, ...], slices: list[slice], axis: int, dtype: Any) -> Any:
-    """A buffer for :func:`_route`: left uninitialized when the slices write every entry."""
+    """A buffer for `_route`: left uninitialized when the slices write every entry."""
     step, count = slices[0].step, len(slices)
     tiled = step == count and slices[-1].stop == shape[axis]  # windows tile the axis exactly
     return xp.empty(shape, dtype=dtype) if tiled else xp.zeros(shape, dtype=dtype)

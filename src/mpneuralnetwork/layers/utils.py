@@ -66,7 +66,7 @@ def col2im(
     window_size: int,
     stride: int = 1,
 ) -> ArrayType:
-    """Sum windows back into an image: the adjoint of :func:`im2col`.
+    """Sum windows back into an image: the adjoint of `im2col`.
 
     Args:
         cols: Array (N, C, H_out, W_out, K, K) of per-window values.
