@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import warnings
 from types import ModuleType
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
@@ -51,8 +51,12 @@ xp: Any = _select_backend()
 #: The dtype of every computation: float32 on both backends.
 DTYPE: type[np.float32] = np.float32
 
-#: A NumPy or a CuPy array (``numpy.ndarray`` for type checkers).
-ArrayType: TypeAlias = np.ndarray
+#: A NumPy or a CuPy array (``numpy.ndarray`` for type checkers, which cannot know
+#: the backend chosen at import time).
+if TYPE_CHECKING:
+    ArrayType: TypeAlias = np.ndarray
+else:
+    ArrayType = np.ndarray if xp is np else np.ndarray | xp.ndarray
 
 
 def get_backend() -> ModuleType:
