@@ -67,7 +67,10 @@ def test_numpy_by_default_in_a_fresh_interpreter():
 def test_dtype_and_array_type():
     assert DTYPE is np.float32
     assert np.dtype(DTYPE) == np.float32
-    assert ArrayType is np.ndarray
+    assert isinstance(to_device(np.zeros(2)), ArrayType)  # the backend's arrays
+    assert isinstance(np.zeros(2), ArrayType)  # and NumPy's, on either backend
+    if xp is np:
+        assert ArrayType is np.ndarray
 
 
 def test_to_device_and_to_host_round_trip():
