@@ -30,38 +30,8 @@ with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     import mpneuralnetwork as mpnn
 
-from mpneuralnetwork.activations import ReLU
-from mpneuralnetwork.layers import (
-    BatchNormalization2D,
-    Convolutional,
-    Dense,
-    Dropout,
-    Flatten,
-    MaxPooling2D,
-)
-from mpneuralnetwork.losses import CategoricalCrossEntropy
-from mpneuralnetwork.model import Model
-from mpneuralnetwork.optimizers import Adam
-
-
-def build_cnn() -> Model:
-    """The CNN of examples/cnn_digits.py."""
-    layers = [
-        Convolutional(16, 3, input_shape=(1, 8, 8), padding="same"),
-        BatchNormalization2D(),
-        ReLU(),
-        MaxPooling2D(2),
-        Convolutional(32, 3, padding="same"),
-        BatchNormalization2D(),
-        ReLU(),
-        MaxPooling2D(2),
-        Flatten(),
-        Dense(64),
-        ReLU(),
-        Dropout(0.3),
-        Dense(10),
-    ]
-    return Model(layers, CategoricalCrossEntropy(), Adam(learning_rate=0.003))
+# The same network as examples/cnn_digits.py (this script's folder is on sys.path).
+from cnn_digits import build_cnn
 
 
 def main() -> None:

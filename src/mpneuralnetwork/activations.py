@@ -149,6 +149,8 @@ class Softmax(Activation):
         if self.temperature + self.epsilon <= 0:
             raise ValueError("Softmax: temperature + epsilon must be > 0; got 0")
         t, e = self.temperature, self.epsilon
+        # The softmax Jacobian is not element-wise, so there is no f′ to give: backward
+        # below applies it directly, and activation_prime is never used.
         super().__init__(lambda x: softmax(x, t, e), lambda x: xp.ones_like(x))
 
     def forward(self, input_batch: ArrayType, training: bool = True) -> ArrayType:
