@@ -164,7 +164,8 @@ class Model:
             )
         if x.shape[0] == 0:
             raise ValueError(f"{name} holds no samples")
-        x = x.astype(DTYPE, copy=False)
+        if not self.layers[0].integer_input:  # an Embedding reads ids: no cast to float
+            x = x.astype(DTYPE, copy=False)
         if not _all_finite(x):
             raise ValueError(f"{name} contains NaN or infinite values")
         return x

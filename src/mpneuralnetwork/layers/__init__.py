@@ -1,5 +1,6 @@
 """Layers: the building blocks of a `Model`."""
 
+from .embedding import Embedding
 from .layer import Layer
 from .layer1d import BatchNormalization, Dense, Dropout, Lit_W
 from .layer2d import (
@@ -9,6 +10,7 @@ from .layer2d import (
     Flatten,
     MaxPooling2D,
 )
+from .recurrent import GRU, LSTM, Recurrent, SimpleRNN
 from .utils import col2im, im2col
 
 __all__ = [
@@ -18,10 +20,15 @@ __all__ = [
     "Convolutional",
     "Dense",
     "Dropout",
+    "Embedding",
     "Flatten",
+    "GRU",
+    "LSTM",
     "Layer",
     "Lit_W",
     "MaxPooling2D",
+    "Recurrent",
+    "SimpleRNN",
     "col2im",
     "im2col",
 ]

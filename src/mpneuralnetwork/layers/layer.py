@@ -29,9 +29,13 @@ class Layer:
             respect to its input and return None. The Model clears it on its first
             layer with parameters during its own backward pass only, since nothing
             uses that gradient.
+        integer_input: True for a layer that reads integer ids (`Embedding`): a
+            Model whose first layer it is passes its input on without casting it
+            to float.
     """
 
     needs_input_gradient: bool = True
+    integer_input: bool = False
 
     def __init__(
         self,

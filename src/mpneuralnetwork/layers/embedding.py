@@ -1,0 +1,122 @@
+"""Embedding: integer ids to learned vectors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import _checks
+from ..backend import DTYPE, ArrayType, xp
+from .layer import Layer
+
+
+class Embedding(Layer):
+    """A lookup table: each integer id in [0, vocabulary_size) becomes a learned vector.
+
+    The input holds integer ids (an integer array, or a float array of whole
+    numbers); the ``Model`` passes them through uncast when an ``Embedding`` is its
+    first layer. Ids have no gradient: ``backward`` stores the gradient of
+    ``embeddings`` (the rows of repeated ids add up) and returns None.
+
+    Args:
+        vocabulary_size: Number of distinct ids.
+        output_dim: Length of each vector.
+        input_length: Ids per sample (T); needed when the layer comes first in a Model.
+
+    Shapes:
+        input (N, T) ids -> output (N, T, output_dim).
+        ``embeddings`` (vocabulary_size, output_dim), drawn uniformly from
+        [-0.05, 0.05] at construction.
+    """
+
+    integer_input = True
+    needs_input_gradient = False  # ids are not differentiable
+
+    def __init__(
+        self, vocabulary_size: int, output_dim: int, input_length: int | None = None
+    ) -> None:
+        self.vocabulary_size = _checks.positive_int("Embedding", "vocabulary_size", vocabulary_size)
+        self.output_dim = _checks.positive_int("Embedding", "output_dim", output_dim)
+        if input_length is not None:
+            input_length = _checks.positive_int("Embedding", "input_length", input_length)
+        super().__init__()
+        self.embeddings: Any = xp.random.uniform(
+            -0.05, 0.05, (self.vocabulary_size, self.output_dim)
+        ).astype(DTYPE)
+        self.embeddings_gradient: Any = xp.zeros_like(self.embeddings)
+        if input_length is not None:
+            self.build(input_length)
+
+    def build(self, input_shape: int | tuple[int, ...]) -> None:
+        """Set the number of ids per sample, (T,); the output shape is (T, output_dim)."""
+        shape = _checks.shape("Embedding", "input_shape", input_shape)
+        assert shape is not None
+        if len(shape) != 1:
+            raise ValueError(
+                f"Embedding: input must be ids (N, T), so input_shape must be (T,); got {shape}"
+            )
+        if self.input_shape is not None and self.input_shape != shape:
+            raise ValueError(
+                f"Embedding: input_length={self.input_shape[0]} was given, but the previous "
+                f"layer outputs {shape}"
+            )
+        self.input_shape = shape
+        self.output_shape = (shape[0], self.output_dim)
+
+    def forward(self, input_batch: ArrayType, training: bool = True) -> ArrayType:
+        """(N, T) ids -> (N, T, output_dim) vectors."""
+        ids = self._check_ids(input_batch)
+        self.input = ids
+        self.output = self.embeddings[ids]
+        return self.output
+
+    def backward(self, output_gradient_batch: ArrayType) -> None:
+        """Store dL/d(embeddings): each id's row sums the gradients at its positions."""
+        g = self._check_gradient(output_gradient_batch)
+        gradient = self.embeddings_gradient
+        if gradient is None or gradient.shape != self.embeddings.shape or gradient.dtype != g.dtype:
+            gradient = self.embeddings_gradient = xp.zeros_like(self.embeddings, dtype=g.dtype)
+        else:
+            gradient[...] = 0.0
+        xp.add.at(gradient, self.input.reshape(-1), g.reshape(-1, self.output_dim))
+        return None
+
+    def _check_ids(self, input_batch: Any) -> Any:
+        """The ids as an integer backend array, checked for shape, whole values and range."""
+        x = input_batch if isinstance(input_batch, xp.ndarray) else xp.asarray(input_batch)
+        expected = f"(N, {self.input_shape[0]})" if self.input_shape is not None else "(N, T)"
+        if x.ndim != 2 or (self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape):
+            raise ValueError(
+                f"Embedding.forward: input_batch must have shape {expected}; got {tuple(x.shape)}"
+            )
+        if x.dtype.kind not in "iuf":
+            raise ValueError(
+                f"Embedding.forward: input_batch must hold integer ids; got dtype {x.dtype}"
+            )
+        if x.size == 0:
+            return x.astype(xp.int64)
+        if x.dtype.kind == "f":
+            whole = xp.isfinite(x) & (x == xp.floor(x))
+            if not bool(whole.all()):
+                bad = x[~whole][0]
+                raise ValueError(
+                    f"Embedding.forward: input_batch must hold integer ids; got {float(bad)!r}"
+                )
+        low, high = int(x.min()), int(x.max())
+        if low < 0 or high >= self.vocabulary_size:
+            raise ValueError(
+                f"Embedding.forward: ids must be in [0, {self.vocabulary_size}) "
+                f"(vocabulary_size={self.vocabulary_size}); got values in [{low}, {high}]"
+            )
+        return x.astype(xp.int64, copy=False)
+
+    @property
+    def params(self) -> dict[str, tuple[ArrayType, ArrayType]]:
+        return self._existing_params("embeddings")
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "type": "Embedding",
+            "vocabulary_size": self.vocabulary_size,
+            "output_dim": self.output_dim,
+            "input_length": None if self.input_shape is None else self.input_shape[0],
+        }

@@ -1,0 +1,518 @@
+"""Recurrent layers on (N, T, F) sequences: SimpleRNN, LSTM and GRU.
+
+`Recurrent` runs the loop over time and backpropagation through time for all
+three; each subclass is a cell, the computation of one time step and its
+backward pass. The parameters follow PyTorch's layout and equations, with the
+gate pre-activations of a step in the blocks of ``x_t W + h_{t-1} U + b``:
+
+- ``input_weights`` W (F, G·units), ``recurrent_weights`` U (units, G·units),
+  ``biases`` b (G·units,), and for GRU ``recurrent_biases`` c (3·units,);
+  G = 1 (SimpleRNN), 4 (LSTM: gates i, f, g, o), 3 (GRU: gates r, z, n).
+
+How the work is laid out (see the Internals page on backpropagation through time):
+
+- the input projection ``x W + b`` of all time steps is one matrix product;
+- each step is one product ``h_{t-1} U`` for all gates at once, then element-wise
+  work on preallocated per-step buffers;
+- the cells keep their gates in an internal block order chosen so that the
+  sigmoid gates are contiguous (one pass each), and compute a sigmoid as
+  ``0.5·tanh(z/2) + 0.5`` (finite and warning-free for any input), the factor
+  1/2 folded into a scaled copy of the weights;
+- backward runs the recurrence only (one product per step) and computes the
+  weight gradients, bias gradients and input gradient afterwards with one
+  product each over all time steps.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, get_args
+
+from .. import _checks
+from ..backend import DTYPE, ArrayType, xp
+from .layer import Layer
+from .layer1d import Lit_W
+
+_INITIALIZATIONS: tuple[str, ...] = get_args(Lit_W)
+
+
+class Recurrent(Layer):
+    """Base of the recurrent layers: parameters, the loop over time and its backward pass.
+
+    Args:
+        units: Size of the hidden state.
+        input_shape: ``(T, F)``: steps and features of one sequence; when given the
+            layer builds at once.
+        return_sequences: False: output the last hidden state (N, units); True:
+            every hidden state (N, T, units), so that recurrent layers stack.
+        initialization: How ``input_weights`` are drawn: ``"auto"`` Glorot
+            (Xavier) uniform, limit sqrt(6 / (F + G·units)); ``"xavier"`` normal
+            with std sqrt(1/F); ``"he"`` normal with std sqrt(2/F). Every gate
+            block of ``recurrent_weights`` is orthogonal, the biases are zero.
+
+    Shapes:
+        input (N, T, F) -> output (N, units), or (N, T, units) with ``return_sequences``.
+        The initial state is zero.
+    """
+
+    #: Gates per step (G): the parameters hold G blocks of ``units`` columns.
+    gates: ClassVar[int] = 1
+    #: The parameter blocks in the cell's internal order.
+    _order: ClassVar[tuple[int, ...]] = (0,)
+    #: How many leading internal blocks go through a sigmoid.
+    _sigmoid_blocks: ClassVar[int] = 0
+    #: The parameter names, in the order of ``params``.
+    _param_names: ClassVar[tuple[str, ...]] = ("input_weights", "recurrent_weights", "biases")
+
+    def __init__(
+        self,
+        units: int,
+        input_shape: tuple[int, int] | None = None,
+        return_sequences: bool = False,
+        initialization: Lit_W = "auto",
+    ) -> None:
+        name = type(self).__name__
+        self.units = _checks.positive_int(name, "units", units)
+        self.return_sequences = _checks.boolean(name, "return_sequences", return_sequences)
+        self.initialization = _checks.choice(
+            name, "initialization", initialization, _INITIALIZATIONS
+        )
+        super().__init__(input_shape=input_shape)
+        self.input_shape = None  # set by build, which checks it
+        for param in self._param_names:
+            setattr(self, param, None)
+            setattr(self, f"{param}_gradient", None)
+        self._buffers: dict[str, Any] = {}
+        self._cache: dict[str, Any] = {}
+        if input_shape is not None:
+            self.build(input_shape)
+
+    # ----------------------------------------------------------------- building
+    def build(self, input_shape: int | tuple[int, ...]) -> None:
+        """Set the input shape (T, F) and draw the weights when F is new.
+
+        Args:
+            input_shape: ``(T, F)``, the shape of one sequence.
+        """
+        name = type(self).__name__
+        shape = _checks.shape(name, "input_shape", input_shape)
+        assert shape is not None
+        if len(shape) != 2:
+            raise ValueError(
+                f"{name}: input must be sequences (N, T, F), so input_shape must be (T, F); "
+                f"got {shape}"
+            )
+        if self.input_shape is not None and self.input_shape != shape:
+            raise ValueError(
+                f"{name}: input_shape={self.input_shape} was given, but the previous layer "
+                f"outputs {shape}"
+            )
+        steps, features = shape
+        self.input_shape = shape
+        self.output_shape = (steps, self.units) if self.return_sequences else (self.units,)
+        weights = self.input_weights  # type: ignore[attr-defined]
+        if weights is None or weights.shape[0] != features:
+            self.init_weights(self.initialization)
+
+    def init_weights(self, method: str) -> None:
+        """Draw new parameters: input weights by ``method``, orthogonal recurrent blocks.
+
+        Args:
+            method: ``"auto"`` (Glorot uniform), ``"xavier"`` or ``"he"`` (normal).
+        """
+        features, units, gates = self._known("input_shape")[1], self.units, self.gates
+        shape = (features, gates * units)
+        if method == "he" or method == "xavier":
+            std = math.sqrt((2.0 if method == "he" else 1.0) / features)
+            weights = xp.random.normal(0.0, std, shape)
+        else:
+            limit = math.sqrt(6.0 / (features + gates * units))
+            weights = xp.random.uniform(-limit, limit, shape)
+        blocks = [_orthogonal(units) for _ in range(gates)]
+        values = {
+            "input_weights": weights,
+            "recurrent_weights": xp.concatenate(blocks, axis=1),
+            "biases": self._initial_biases(),
+        }
+        if "recurrent_biases" in self._param_names:
+            values["recurrent_biases"] = xp.zeros(gates * units)
+        for name, value in values.items():
+            value = value.astype(DTYPE)
+            setattr(self, name, value)
+            setattr(self, f"{name}_gradient", xp.zeros_like(value))
+
+    def _initial_biases(self) -> Any:
+        return xp.zeros(self.gates * self.units)
+
+    # ------------------------------------------------------------ computation
+    def forward(self, input_batch: ArrayType, training: bool = True) -> ArrayType:
+        """(N, T, F) -> (N, units), or (N, T, units) with ``return_sequences``."""
+        x = self._check_input(input_batch, min_ndim=3)
+        if x.ndim != 3:
+            raise ValueError(
+                f"{type(self).__name__}.forward: input_batch must have shape (N, T, F); "
+                f"got {tuple(x.shape)}"
+            )
+        if self.input_shape is None:
+            self.build(tuple(x.shape[1:]))
+        weights = self.input_weights  # type: ignore[attr-defined]
+        dtype = weights.dtype
+        if x.dtype != dtype:
+            x = x.astype(dtype)
+        self.input = x
+        n, steps, features = x.shape
+        width = self.gates * self.units
+        self._prepare_weights()
+        # Time-major copies: each step then reads and writes contiguous (N, ...) blocks.
+        x_steps = self._buffer("x", (steps, n, features), dtype)
+        x_steps[...] = x.transpose(1, 0, 2)
+        pre = self._buffer("gates", (steps, n, self.gates, self.units), dtype)
+        xp.matmul(x_steps.reshape(steps * n, features), self._scaled_w, out=pre.reshape(-1, width))
+        pre += self._scaled_b.reshape(self.gates, self.units)
+        hidden = self._buffer("hidden", (steps + 1, n, self.units), dtype)
+        hidden[0] = 0.0
+        self._begin(n, steps, dtype)
+        for t in range(steps):
+            self._step(t, pre[t], hidden[t], hidden[t + 1])
+        self._cache = {"steps": steps, "n": n}
+        if self.return_sequences:
+            out = hidden[1:].transpose(1, 0, 2).copy()
+        else:
+            out = hidden[steps].copy()
+        self.output = out
+        return out
+
+    def backward(self, output_gradient_batch: ArrayType) -> ArrayType | None:
+        """Backpropagation through time: store every parameter gradient, return dL/dx."""
+        g = self._check_gradient(output_gradient_batch)
+        steps, n = self._cache["steps"], self._cache["n"]
+        dtype = self.output.dtype
+        units, width = self.units, self.gates * self.units
+        self._begin_backward(steps, n, dtype)
+        d_in = self._buffer("d_in", (steps, n, self.gates, units), dtype)
+        d_rec = self._recurrent_gradient_buffer(d_in)
+        dh = self._buffer("dh", (n, units), dtype)
+        step_g = g.transpose(1, 0, 2) if self.return_sequences else None
+        u_back = self._weights_u.T  # (G·units, units), the unscaled internal order
+        for t in range(steps - 1, -1, -1):
+            if t == steps - 1:
+                dh[...] = step_g[t] if step_g is not None else g
+            else:
+                xp.matmul(d_rec[t + 1].reshape(n, width), u_back, out=dh)
+                self._carry(dh)
+                if step_g is not None:
+                    dh += step_g[t]
+            self._step_backward(t, dh, d_in[t], d_rec[t])
+        rows = steps * n
+        x_flat = self._buffer("x", (steps, n, self.input.shape[2]), dtype).reshape(rows, -1)
+        d_in_flat = d_in.reshape(rows, width)
+        d_rec_flat = d_rec.reshape(rows, width)
+        hidden = self._buffer("hidden", (steps + 1, n, units), dtype)
+        self._store("input_weights", x_flat.T @ d_in_flat, axis=1)
+        self._store("biases", d_in_flat.sum(axis=0), axis=0)
+        # h_0 = 0: the first step adds nothing to the recurrent weights' gradient.
+        h_prev = hidden[1:steps].reshape(rows - n, units)
+        self._store("recurrent_weights", h_prev.T @ d_rec_flat[n:], axis=1)
+        if "recurrent_biases" in self._param_names:
+            self._store("recurrent_biases", d_rec_flat.sum(axis=0), axis=0)
+        if not self.needs_input_gradient:
+            return None
+        dx = (d_in_flat @ self._weights_w.T).reshape(steps, n, -1)
+        return xp.ascontiguousarray(dx.transpose(1, 0, 2))
+
+    # ------------------------------------------------------- hooks of the cells
+    def _begin(self, n: int, steps: int, dtype: Any) -> None:
+        """Allocate the cell's per-sequence buffers before the first step."""
+
+    def _step(self, t: int, pre: Any, h_prev: Any, h: Any) -> None:
+        """One time step: ``pre`` (N, G, units) holds ``x_t W + b`` (scaled); write ``h``."""
+        raise NotImplementedError
+
+    def _begin_backward(self, steps: int, n: int, dtype: Any) -> None:
+        """Precompute, over all steps at once, what the backward steps multiply by."""
+
+    def _recurrent_gradient_buffer(self, d_in: Any) -> Any:
+        """The buffer of the gradients that multiply U; the input side's by default."""
+        return d_in
+
+    def _carry(self, dh: Any) -> None:
+        """Add to ``dh`` the part of dL/dh_t that does not go through U (GRU)."""
+
+    def _step_backward(self, t: int, dh: Any, d_in: Any, d_rec: Any) -> None:
+        """Fill the pre-activation gradients of step t from dL/dh_t (N, units)."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- helpers
+    def _columns(self) -> Any:
+        """Parameter columns in the internal block order."""
+        units = self.units
+        return [b * units + j for b in self._order for j in range(units)]
+
+    def _scale(self, dtype: Any) -> Any:
+        """0.5 on the sigmoid columns (σ(z) = 0.5·tanh(z/2) + 0.5), 1 elsewhere."""
+        scale = xp.ones(self.gates * self.units, dtype=dtype)
+        scale[: self._sigmoid_blocks * self.units] = 0.5
+        return scale
+
+    def _prepare_weights(self) -> None:
+        """Internal-order copies of W and U, and the scaled ones the forward steps use."""
+        w = self.input_weights  # type: ignore[attr-defined]
+        u = self.recurrent_weights  # type: ignore[attr-defined]
+        b = self.biases  # type: ignore[attr-defined]
+        if self._order == tuple(range(self.gates)):
+            self._weights_w, self._weights_u, bias = w, u, b
+        else:
+            columns = xp.asarray(self._columns())
+            self._weights_w, self._weights_u, bias = w[:, columns], u[:, columns], b[columns]
+        if self._sigmoid_blocks == 0:
+            self._scaled_w, self._scaled_u, self._scaled_b = self._weights_w, self._weights_u, bias
+            return
+        scale = self._scale(w.dtype)
+        self._scaled_w = self._weights_w * scale
+        self._scaled_u = self._weights_u * scale
+        self._scaled_b = bias * scale
+
+    def _store(self, name: str, internal: Any, axis: int) -> None:
+        """Write a gradient computed in the internal block order into ``{name}_gradient``."""
+        if self._order != tuple(range(self.gates)):
+            inverse = [0] * len(self._order)
+            for position, block in enumerate(self._order):
+                inverse[block] = position
+            units = self.units
+            back = xp.asarray([b * units + j for b in inverse for j in range(units)])
+            internal = internal[:, back] if axis == 1 else internal[back]
+        gradient = getattr(self, f"{name}_gradient")
+        if gradient is None or gradient.shape != internal.shape or gradient.dtype != internal.dtype:
+            setattr(self, f"{name}_gradient", xp.ascontiguousarray(internal))
+        else:
+            gradient[...] = internal
+
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: Any) -> Any:
+        """A work array kept between calls (same shape and dtype: no new allocation)."""
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+            buffer = self._buffers[name] = xp.empty(shape, dtype=dtype)
+        return buffer
+
+    # ------------------------------------------------------------- parameters
+    @property
+    def params(self) -> dict[str, tuple[ArrayType, ArrayType]]:
+        return self._existing_params(*self._param_names)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "type": type(self).__name__,
+            "units": self.units,
+            "input_shape": self.input_shape,
+            "return_sequences": self.return_sequences,
+            "initialization": self.initialization,
+        }
+
+
+def _orthogonal(size: int) -> Any:
+    """A (size, size) orthogonal matrix: Q of the QR of a normal draw, signs fixed by R."""
+    q, r = xp.linalg.qr(xp.random.standard_normal((size, size)))
+    signs = xp.where(xp.diagonal(r) < 0, -1.0, 1.0)
+    return q * signs
+
+
+class SimpleRNN(Recurrent):
+    """Fully recurrent layer: ``h_t = tanh(x_t W + h_{t-1} U + b)``.
+
+    Parameters: ``input_weights`` (F, units), ``recurrent_weights`` (units, units),
+    ``biases`` (units,). See `Recurrent` for the arguments.
+    """
+
+    def _begin(self, n: int, steps: int, dtype: Any) -> None:
+        self._product = self._buffer("product", (n, self.units), dtype)
+
+    def _step(self, t: int, pre: Any, h_prev: Any, h: Any) -> None:
+        z = pre[:, 0]
+        if t:
+            xp.matmul(h_prev, self._scaled_u, out=self._product)
+            z += self._product
+        xp.tanh(z, out=h)
+
+    def _begin_backward(self, steps: int, n: int, dtype: Any) -> None:
+        hidden = self._buffer("hidden", (steps + 1, n, self.units), dtype)[1:]
+        slope = self._buffer("slope", (steps, n, self.units), dtype)  # 1 − h²
+        xp.multiply(hidden, hidden, out=slope)
+        xp.subtract(1.0, slope, out=slope)
+
+    def _step_backward(self, t: int, dh: Any, d_in: Any, d_rec: Any) -> None:
+        xp.multiply(dh, self._buffers["slope"][t], out=d_in[:, 0])
+
+
+class LSTM(Recurrent):
+    """Long short-term memory layer (PyTorch's equations, gate blocks i, f, g, o).
+
+    With the blocks of ``x_t W + h_{t-1} U + b``: i, f, o = σ(·), g = tanh(·);
+    ``c_t = f ⊙ c_{t-1} + i ⊙ g`` and ``h_t = o ⊙ tanh(c_t)``.
+
+    Parameters: ``input_weights`` (F, 4·units), ``recurrent_weights`` (units,
+    4·units), ``biases`` (4·units,), initialized with the forget-gate biases at 1.
+    See `Recurrent` for the arguments.
+    """
+
+    gates = 4
+    # Internal order o, i, f, g: the sigmoid gates o, i, f are contiguous in the
+    # forward pass, and i, f, g (the gates scaled by dL/dc) are in the backward pass.
+    _order = (3, 0, 1, 2)
+    _sigmoid_blocks = 3
+
+    def _initial_biases(self) -> Any:
+        biases = xp.zeros(4 * self.units)
+        biases[self.units : 2 * self.units] = 1.0  # forget gate: remember by default
+        return biases
+
+    def _begin(self, n: int, steps: int, dtype: Any) -> None:
+        units = self.units
+        self._cells = self._buffer("cells", (steps + 1, n, units), dtype)
+        self._cells[0] = 0.0
+        self._tanh_cells = self._buffer("tanh_cells", (steps, n, units), dtype)
+        self._product = self._buffer("product", (n, 4 * units), dtype)
+        self._input_part = self._buffer("input_part", (n, units), dtype)
+
+    def _step(self, t: int, pre: Any, h_prev: Any, h: Any) -> None:
+        if t:
+            xp.matmul(h_prev, self._scaled_u, out=self._product)
+            pre += self._product.reshape(pre.shape)
+        xp.tanh(pre, out=pre)
+        sigmoids = pre[:, :3]
+        sigmoids *= 0.5
+        sigmoids += 0.5
+        o, i, f, g = pre[:, 0], pre[:, 1], pre[:, 2], pre[:, 3]
+        c = self._cells[t + 1]
+        xp.multiply(f, self._cells[t], out=c)
+        xp.multiply(i, g, out=self._input_part)
+        c += self._input_part
+        tanh_c = self._tanh_cells[t]
+        xp.tanh(c, out=tanh_c)
+        xp.multiply(o, tanh_c, out=h)
+
+    def _begin_backward(self, steps: int, n: int, dtype: Any) -> None:
+        units = self.units
+        gates = self._buffer("gates", (steps, n, 4, units), dtype)
+        cells = self._buffer("cells", (steps + 1, n, units), dtype)
+        tanh_c = self._buffer("tanh_cells", (steps, n, units), dtype)
+        o, i, f, g = gates[:, :, 0], gates[:, :, 1], gates[:, :, 2], gates[:, :, 3]
+        # dL/dpre = [dL/dh · k_o, dL/dc · k_i, dL/dc · k_f, dL/dc · k_g] per step, with
+        # k_o = tanh(c)·o(1−o), k_i = g·i(1−i), k_f = c_{t−1}·f(1−f), k_g = i·(1−g²).
+        k = self._k = self._buffer("k", (steps, n, 4, units), dtype)
+        sig = k[:, :, :3]
+        xp.subtract(1.0, gates[:, :, :3], out=sig)
+        sig *= gates[:, :, :3]
+        k[:, :, 0] *= tanh_c
+        k[:, :, 1] *= g
+        k[:, :, 2] *= cells[:steps]
+        k_g = k[:, :, 3]
+        xp.multiply(g, g, out=k_g)
+        xp.subtract(1.0, k_g, out=k_g)
+        k_g *= i
+        # dL/dc_t gets dL/dh_t · o·(1 − tanh²(c_t)).
+        p = self._p = self._buffer("p", (steps, n, units), dtype)
+        xp.multiply(tanh_c, tanh_c, out=p)
+        xp.subtract(1.0, p, out=p)
+        p *= o
+        self._forget = f
+        self._dc = self._buffer("dc", (n, units), dtype)
+        self._dc[...] = 0.0
+        self._dc_part = self._buffer("dc_part", (n, units), dtype)
+
+    def _step_backward(self, t: int, dh: Any, d_in: Any, d_rec: Any) -> None:
+        dc = self._dc
+        xp.multiply(dh, self._p[t], out=self._dc_part)
+        dc += self._dc_part
+        k = self._k[t]
+        xp.multiply(dh, k[:, 0], out=d_in[:, 0])
+        xp.multiply(dc[:, None, :], k[:, 1:], out=d_in[:, 1:])
+        dc *= self._forget[t]
+
+
+class GRU(Recurrent):
+    """Gated recurrent unit (PyTorch's equations, gate blocks r, z, n).
+
+    ``r = σ(x W_r + b_r + h U_r + c_r)``, ``z = σ(x W_z + b_z + h U_z + c_z)``,
+    ``n = tanh(x W_n + b_n + r ⊙ (h U_n + c_n))``, ``h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}``,
+    with b the ``biases`` blocks and c the ``recurrent_biases`` blocks.
+
+    Parameters: ``input_weights`` (F, 3·units), ``recurrent_weights`` (units,
+    3·units), ``biases`` (3·units,), ``recurrent_biases`` (3·units,).
+    See `Recurrent` for the arguments.
+    """
+
+    gates = 3
+    _order = (0, 1, 2)
+    _sigmoid_blocks = 2
+    _param_names = ("input_weights", "recurrent_weights", "biases", "recurrent_biases")
+
+    def _prepare_weights(self) -> None:
+        super()._prepare_weights()
+        c = self.recurrent_biases
+        units = self.units
+        # c_r and c_z add to the input projection; c_n sits inside r ⊙ (h U_n + c_n).
+        self._scaled_b[: 2 * units] += 0.5 * c[: 2 * units]  # a copy: b was scaled
+        self._c_n = c[2 * units :]
+
+    def _begin(self, n: int, steps: int, dtype: Any) -> None:
+        units = self.units
+        self._h_n = self._buffer("h_n", (steps, n, units), dtype)  # h U_n + c_n
+        self._product = self._buffer("product", (n, 3, units), dtype)
+        self._scratch = self._buffer("scratch", (n, units), dtype)
+
+    def _step(self, t: int, pre: Any, h_prev: Any, h: Any) -> None:
+        h_n = self._h_n[t]
+        if t:
+            product = self._product
+            xp.matmul(h_prev, self._scaled_u, out=product.reshape(product.shape[0], -1))
+            pre[:, :2] += product[:, :2]
+            xp.add(product[:, 2], self._c_n, out=h_n)
+        else:
+            h_n[...] = self._c_n
+        rz = pre[:, :2]
+        xp.tanh(rz, out=rz)
+        rz *= 0.5
+        rz += 0.5
+        r, z, n = pre[:, 0], pre[:, 1], pre[:, 2]
+        xp.multiply(r, h_n, out=self._scratch)
+        n += self._scratch
+        xp.tanh(n, out=n)
+        xp.subtract(h_prev, n, out=h)
+        h *= z
+        h += n
+
+    def _begin_backward(self, steps: int, n: int, dtype: Any) -> None:
+        units = self.units
+        gates = self._buffer("gates", (steps, n, 3, units), dtype)
+        hidden = self._buffer("hidden", (steps + 1, n, units), dtype)
+        r, z, new = gates[:, :, 0], gates[:, :, 1], gates[:, :, 2]
+        # dL/dn_pre = dh·(1−z)(1−n²), dL/dz_pre = dh·(h_{t−1} − n)·z(1−z),
+        # dL/dr_pre = dL/dn_pre · (h U_n + c_n)·r(1−r).
+        k = self._k = self._buffer("k", (steps, n, 3, units), dtype)
+        k_r, k_z, k_n = k[:, :, 0], k[:, :, 1], k[:, :, 2]
+        xp.subtract(1.0, r, out=k_r)
+        k_r *= r
+        k_r *= self._h_n
+        xp.subtract(1.0, z, out=k_z)
+        k_z *= z
+        xp.multiply(new, new, out=k_n)
+        xp.subtract(1.0, k_n, out=k_n)
+        k_n *= 1.0 - z
+        k_z *= hidden[:steps] - new
+        self._reset, self._update = r, z
+        self._through_z = self._buffer("through_z", (n, units), dtype)
+
+    def _recurrent_gradient_buffer(self, d_in: Any) -> Any:
+        # The n block of the product h U differs from the input side's: it is scaled by r.
+        return self._buffer("d_rec", d_in.shape, d_in.dtype)
+
+    def _carry(self, dh: Any) -> None:
+        dh += self._through_z
+
+    def _step_backward(self, t: int, dh: Any, d_in: Any, d_rec: Any) -> None:
+        k = self._k[t]
+        xp.multiply(dh[:, None, :], k[:, 1:], out=d_in[:, 1:])
+        xp.multiply(d_in[:, 2], k[:, 0], out=d_in[:, 0])
+        d_rec[:, :2] = d_in[:, :2]
+        xp.multiply(d_in[:, 2], self._reset[t], out=d_rec[:, 2])
+        xp.multiply(dh, self._update[t], out=self._through_z)  # h_{t-1} -> h_t through z
