@@ -17,7 +17,19 @@ from mpneuralnetwork import to_device, to_host, xp
 ON_STANDIN = bool(getattr(xp, "IS_FAKE", False))
 
 #: Array attributes a layer computes with (parameters and running statistics).
-FLOAT64_ATTRIBUTES = ("weights", "biases", "kernels", "gamma", "beta", "cache_m", "cache_v")
+FLOAT64_ATTRIBUTES = (
+    "weights",
+    "biases",
+    "kernels",
+    "gamma",
+    "beta",
+    "cache_m",
+    "cache_v",
+    "input_weights",
+    "recurrent_weights",
+    "recurrent_biases",
+    "embeddings",
+)
 
 EPS = 1e-6
 RTOL = 1e-5
