@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    python benchmark/run.py [--rounds N] [--quick] [--workloads mlp,cnn,regression]
+    python benchmark/run.py [--rounds N] [--quick] [--workloads mlp,cnn,regression,lstm]
                             [--scaling | --scaling-only] [--json out.json]
                             [--backend numpy|cupy] [--no-native-blas] [--threads 2]
 
@@ -372,7 +372,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--workloads",
-        default="mlp,cnn,regression",
+        default="mlp,cnn,regression,lstm",
         help="comma-separated subset of: " + ", ".join(workloads.WORKLOADS),
     )
     parser.add_argument(

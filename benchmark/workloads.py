@@ -1,4 +1,4 @@
-"""The three benchmark workloads, described once and built for both frameworks.
+"""The benchmark workloads, described once and built for both frameworks.
 
 Each workload is a :class:`Workload`: a list of layer specs (:class:`Spec`), the
 input shape, the loss, the optimizer, the default sample count and batch size.
@@ -46,8 +46,9 @@ class Spec:
     Attributes:
         kind: ``dense``, ``conv``, ``relu``, ``sigmoid``, ``dropout``, ``bn``
             (BatchNormalization over features), ``bn2d`` (per channel),
-            ``maxpool`` or ``flatten``.
-        size: Output units (dense), output channels (conv), pool size (maxpool).
+            ``maxpool``, ``flatten`` or ``lstm`` (an LSTM over (T, F) sequences
+            that outputs its last hidden state).
+        size: Output units (dense, lstm), output channels (conv), pool size (maxpool).
         kernel: Kernel side of a convolution.
         p: Dropout probability.
     """
@@ -155,6 +156,17 @@ WORKLOADS: dict[str, Workload] = {
         batch_size=64,
         description="13-64(bn)-128-64-32-1 regressor, MSE, RMSprop, batch 64",
     ),
+    "lstm": Workload(
+        name="lstm",
+        input_shape=(28, 28),
+        layers=(Spec("lstm", 128), Spec("dense", CLASSES)),
+        task="classification",
+        optimizer="adam",
+        learning_rate=0.001,
+        samples=8_192,
+        batch_size=64,
+        description="LSTM(128) over 28 steps of 28 features, Dense(10) on the last state, Adam",
+    ),
 }
 
 
@@ -203,6 +215,8 @@ def _shapes(workload: Workload) -> list[tuple[tuple[int, ...], tuple[int, ...]]]
             out = (c, h // spec.size, w // spec.size)
         elif spec.kind == "flatten":
             out = (math.prod(shape),)
+        elif spec.kind == "lstm":
+            out = (spec.size,)
         else:
             out = shape
         result.append((shape, out))
@@ -230,6 +244,9 @@ def flops_per_sample(workload: Workload) -> dict[str, float]:
         elif spec.kind == "conv":
             c_out, h_out, w_out = shape_out
             forward += 2.0 * h_out * w_out * c_out * shape_in[0] * spec.kernel**2
+        elif spec.kind == "lstm":  # x_t W and h_{t-1} U for the four gates, every step
+            steps, features = shape_in
+            forward += 2.0 * steps * (features + spec.size) * 4 * spec.size
     return {"forward": forward, "train": 3.0 * forward}
 
 
@@ -264,6 +281,9 @@ def ours_build(workload: Workload) -> Any:
             net.append(layers.MaxPooling2D(spec.size, spec.size))
         elif spec.kind == "flatten":
             net.append(layers.Flatten())
+        elif spec.kind == "lstm":
+            kwargs = {"input_shape": workload.input_shape} if first else {}
+            net.append(layers.LSTM(spec.size, **kwargs))
         else:  # pragma: no cover - a typo in WORKLOADS
             raise ValueError(f"unknown layer kind {spec.kind!r}")
         first = False
@@ -314,6 +334,17 @@ def torch_build(workload: Workload, device: str = "cpu") -> tuple[Any, Any, Any]
     import torch
     from torch import nn
 
+    class LastState(nn.Module):
+        """``nn.LSTM`` on batch-first sequences, returning the last hidden state."""
+
+        def __init__(self, features: int, units: int) -> None:
+            super().__init__()
+            self.lstm = nn.LSTM(features, units, batch_first=True)
+
+        def forward(self, x: Any) -> Any:
+            out, _ = self.lstm(x)
+            return out[:, -1]
+
     modules: list[Any] = []
     shapes = _shapes(workload)
     for i, (spec, (shape_in, _)) in enumerate(zip(workload.layers, shapes, strict=True)):
@@ -336,6 +367,8 @@ def torch_build(workload: Workload, device: str = "cpu") -> tuple[Any, Any, Any]
             modules.append(nn.MaxPool2d(spec.size, spec.size))
         elif spec.kind == "flatten":
             modules.append(nn.Flatten())
+        elif spec.kind == "lstm":
+            modules.append(LastState(shape_in[1], spec.size))
         else:  # pragma: no cover - a typo in WORKLOADS
             raise ValueError(f"unknown layer kind {spec.kind!r}")
     model = nn.Sequential(*modules).to(device)
@@ -345,7 +378,7 @@ def torch_build(workload: Workload, device: str = "cpu") -> tuple[Any, Any, Any]
     for module in model.modules():
         is_norm = isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
         for name, param in module.named_parameters(recurse=False):
-            (no_decay if is_norm or name == "bias" else decay).append(param)
+            (no_decay if is_norm or name.startswith("bias") else decay).append(param)
     groups = [
         {"params": decay, "weight_decay": WEIGHT_DECAY},
         {"params": no_decay, "weight_decay": 0.0},

@@ -10,7 +10,7 @@ import pytest
 from helpers import check_gradients, numerical_gradient, random_projection, to_float64
 from mpneuralnetwork import DTYPE, set_seed, to_device, to_host
 from mpneuralnetwork.layers import GRU, LSTM, Dense, SimpleRNN
-from mpneuralnetwork.losses import CategoricalCrossEntropy, MSE
+from mpneuralnetwork.losses import MSE, CategoricalCrossEntropy
 from mpneuralnetwork.model import Model
 from mpneuralnetwork.optimizers import SGD, Adam, RMSprop
 from mpneuralnetwork.serialization import load_model, save_model
@@ -377,5 +377,6 @@ def test_model_rejects_sequences_of_the_wrong_length():
     with pytest.raises(ValueError, match=r"X must have shape \(N, 5, 3\)"):
         model.predict(np.zeros((4, 6, 3), dtype=np.float32))
     with pytest.raises(ValueError, match="previous layer outputs"):
-        Model([LSTM(2, input_shape=(5, 3), return_sequences=True), GRU(2, input_shape=(5, 4))],
-              MSE())
+        Model(
+            [LSTM(2, input_shape=(5, 3), return_sequences=True), GRU(2, input_shape=(5, 4))], MSE()
+        )

@@ -14,6 +14,8 @@ from .recurrent import GRU, LSTM, Recurrent, SimpleRNN
 from .utils import col2im, im2col
 
 __all__ = [
+    "GRU",
+    "LSTM",
     "AveragePooling2D",
     "BatchNormalization",
     "BatchNormalization2D",
@@ -22,8 +24,6 @@ __all__ = [
     "Dropout",
     "Embedding",
     "Flatten",
-    "GRU",
-    "LSTM",
     "Layer",
     "Lit_W",
     "MaxPooling2D",

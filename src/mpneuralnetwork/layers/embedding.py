@@ -72,12 +72,12 @@ class Embedding(Layer):
     def backward(self, output_gradient_batch: ArrayType) -> None:
         """Store dL/d(embeddings): each id's row sums the gradients at its positions."""
         g = self._check_gradient(output_gradient_batch)
-        gradient = self.embeddings_gradient
-        if gradient is None or gradient.shape != self.embeddings.shape or gradient.dtype != g.dtype:
-            gradient = self.embeddings_gradient = xp.zeros_like(self.embeddings, dtype=g.dtype)
-        else:
-            gradient[...] = 0.0
-        xp.add.at(gradient, self.input.reshape(-1), g.reshape(-1, self.output_dim))
+        dim = self.output_dim
+        # One weighted bincount over (id, column) pairs: a scatter-add that NumPy and
+        # CuPy both run in one call, summing in float64.
+        cells = (self.input.reshape(-1, 1) * dim + xp.arange(dim)).reshape(-1)
+        sums = xp.bincount(cells, weights=g.reshape(-1), minlength=self.vocabulary_size * dim)
+        self.embeddings_gradient = sums.reshape(self.vocabulary_size, dim).astype(g.dtype)
         return None
 
     def _check_ids(self, input_batch: Any) -> Any:

@@ -65,6 +65,10 @@ class Recurrent(Layer):
     #: The parameter names, in the order of ``params``.
     _param_names: ClassVar[tuple[str, ...]] = ("input_weights", "recurrent_weights", "biases")
 
+    input_weights: Any
+    recurrent_weights: Any
+    biases: Any
+
     def __init__(
         self,
         units: int,
@@ -111,7 +115,7 @@ class Recurrent(Layer):
         steps, features = shape
         self.input_shape = shape
         self.output_shape = (steps, self.units) if self.return_sequences else (self.units,)
-        weights = self.input_weights  # type: ignore[attr-defined]
+        weights = self.input_weights
         if weights is None or weights.shape[0] != features:
             self.init_weights(self.initialization)
 
@@ -156,7 +160,7 @@ class Recurrent(Layer):
             )
         if self.input_shape is None:
             self.build(tuple(x.shape[1:]))
-        weights = self.input_weights  # type: ignore[attr-defined]
+        weights = self.input_weights
         dtype = weights.dtype
         if x.dtype != dtype:
             x = x.astype(dtype)
@@ -258,9 +262,9 @@ class Recurrent(Layer):
 
     def _prepare_weights(self) -> None:
         """Internal-order copies of W and U, and the scaled ones the forward steps use."""
-        w = self.input_weights  # type: ignore[attr-defined]
-        u = self.recurrent_weights  # type: ignore[attr-defined]
-        b = self.biases  # type: ignore[attr-defined]
+        w = self.input_weights
+        u = self.recurrent_weights
+        b = self.biases
         if self._order == tuple(range(self.gates)):
             self._weights_w, self._weights_u, bias = w, u, b
         else:
@@ -459,6 +463,8 @@ class GRU(Recurrent):
     _order = (0, 1, 2)
     _sigmoid_blocks = 2
     _param_names = ("input_weights", "recurrent_weights", "biases", "recurrent_biases")
+
+    recurrent_biases: Any
 
     def _prepare_weights(self) -> None:
         super()._prepare_weights()
