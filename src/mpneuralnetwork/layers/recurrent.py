@@ -88,7 +88,7 @@ class Recurrent(Layer):
             setattr(self, param, None)
             setattr(self, f"{param}_gradient", None)
         self._buffers: dict[str, Any] = {}
-        self._cache: dict[str, Any] = {}
+        self._permutations: Any = None
         if input_shape is not None:
             self.build(input_shape)
 
@@ -180,7 +180,6 @@ class Recurrent(Layer):
         with _overflow_to_zero():
             for t in range(steps):
                 self._step(t, pre[t], hidden[t], hidden[t + 1])
-        self._cache = {"steps": steps, "n": n}
         if self.return_sequences:
             out = hidden[1:].transpose(1, 0, 2).copy()
         else:
@@ -191,7 +190,7 @@ class Recurrent(Layer):
     def backward(self, output_gradient_batch: ArrayType) -> ArrayType | None:
         """Backpropagation through time: store every parameter gradient, return dL/dx."""
         g = self._check_gradient(output_gradient_batch)
-        steps, n = self._cache["steps"], self._cache["n"]
+        n, steps = self.input.shape[:2]
         dtype = self.output.dtype
         units, width = self.units, self.gates * self.units
         self._begin_backward(steps, n, dtype)
@@ -249,10 +248,16 @@ class Recurrent(Layer):
         raise NotImplementedError
 
     # ---------------------------------------------------------------- helpers
-    def _columns(self) -> Any:
-        """Parameter columns in the internal block order."""
-        units = self.units
-        return [b * units + j for b in self._order for j in range(units)]
+    def _permutation(self) -> tuple[Any, Any]:
+        """Column indices: parameter order -> internal order, and back (made once)."""
+        if self._permutations is None:
+            units = self.units
+            inverse = [self._order.index(block) for block in range(self.gates)]
+            self._permutations = tuple(
+                xp.asarray([b * units + j for b in order for j in range(units)])
+                for order in (self._order, inverse)
+            )
+        return self._permutations
 
     def _scale(self, dtype: Any) -> Any:
         """−1 on the sigmoid columns (their steps compute exp(−z) first), 1 elsewhere."""
@@ -268,7 +273,7 @@ class Recurrent(Layer):
         if self._order == tuple(range(self.gates)):
             self._weights_w, self._weights_u, bias = w, u, b
         else:
-            columns = xp.asarray(self._columns())
+            columns = self._permutation()[0]
             self._weights_w, self._weights_u, bias = w[:, columns], u[:, columns], b[columns]
         if self._sigmoid_blocks == 0:
             self._scaled_w, self._scaled_u, self._scaled_b = self._weights_w, self._weights_u, bias
@@ -281,11 +286,7 @@ class Recurrent(Layer):
     def _store(self, name: str, internal: Any, axis: int) -> None:
         """Write a gradient computed in the internal block order into ``{name}_gradient``."""
         if self._order != tuple(range(self.gates)):
-            inverse = [0] * len(self._order)
-            for position, block in enumerate(self._order):
-                inverse[block] = position
-            units = self.units
-            back = xp.asarray([b * units + j for b in inverse for j in range(units)])
+            back = self._permutation()[1]
             internal = internal[:, back] if axis == 1 else internal[back]
         gradient = getattr(self, f"{name}_gradient")
         if gradient is None or gradient.shape != internal.shape or gradient.dtype != internal.dtype:
