@@ -88,7 +88,6 @@ class Recurrent(Layer):
             setattr(self, param, None)
             setattr(self, f"{param}_gradient", None)
         self._buffers: dict[str, Any] = {}
-        self._permutations: Any = None
         if input_shape is not None:
             self.build(input_shape)
 
@@ -213,13 +212,13 @@ class Recurrent(Layer):
         d_in_flat = d_in.reshape(rows, width)
         d_rec_flat = d_rec.reshape(rows, width)
         hidden = self._buffer("hidden", (steps + 1, n, units), dtype)
-        self._store("input_weights", x_flat.T @ d_in_flat, axis=1)
-        self._store("biases", d_in_flat.sum(axis=0), axis=0)
+        self._store("input_weights", x_flat.T @ d_in_flat)
+        self._store("biases", d_in_flat.sum(axis=0))
         # h_0 = 0: the first step adds nothing to the recurrent weights' gradient.
         h_prev = hidden[1:steps].reshape(rows - n, units)
-        self._store("recurrent_weights", h_prev.T @ d_rec_flat[n:], axis=1)
+        self._store("recurrent_weights", h_prev.T @ d_rec_flat[n:])
         if "recurrent_biases" in self._param_names:
-            self._store("recurrent_biases", d_rec_flat.sum(axis=0), axis=0)
+            self._store("recurrent_biases", d_rec_flat.sum(axis=0))
         if not self.needs_input_gradient:
             return None
         dx = (d_in_flat @ self._weights_w.T).reshape(steps, n, -1)
@@ -248,16 +247,14 @@ class Recurrent(Layer):
         raise NotImplementedError
 
     # ---------------------------------------------------------------- helpers
-    def _permutation(self) -> tuple[Any, Any]:
-        """Column indices: parameter order -> internal order, and back (made once)."""
-        if self._permutations is None:
-            units = self.units
-            inverse = [self._order.index(block) for block in range(self.gates)]
-            self._permutations = tuple(
-                xp.asarray([b * units + j for b in order for j in range(units)])
-                for order in (self._order, inverse)
-            )
-        return self._permutations
+    def _reorder(self, a: Any, order: tuple[int, ...]) -> Any:
+        """A copy of ``a`` (…, G·units) with its gate blocks taken in ``order``.
+
+        Whole blocks move (contiguous runs of ``units`` values), which is far
+        cheaper than gathering G·units separate columns.
+        """
+        blocks = a.reshape(*a.shape[:-1], self.gates, self.units)
+        return xp.concatenate([blocks[..., k, :] for k in order], axis=-1)
 
     def _scale(self, dtype: Any) -> Any:
         """−1 on the sigmoid columns (their steps compute exp(−z) first), 1 elsewhere."""
@@ -273,8 +270,10 @@ class Recurrent(Layer):
         if self._order == tuple(range(self.gates)):
             self._weights_w, self._weights_u, bias = w, u, b
         else:
-            columns = self._permutation()[0]
-            self._weights_w, self._weights_u, bias = w[:, columns], u[:, columns], b[columns]
+            order = self._order
+            self._weights_w = self._reorder(w, order)
+            self._weights_u = self._reorder(u, order)
+            bias = self._reorder(b, order)
         if self._sigmoid_blocks == 0:
             self._scaled_w, self._scaled_u, self._scaled_b = self._weights_w, self._weights_u, bias
             return
@@ -283,11 +282,11 @@ class Recurrent(Layer):
         self._scaled_u = self._weights_u * scale
         self._scaled_b = bias * scale
 
-    def _store(self, name: str, internal: Any, axis: int) -> None:
+    def _store(self, name: str, internal: Any) -> None:
         """Write a gradient computed in the internal block order into ``{name}_gradient``."""
         if self._order != tuple(range(self.gates)):
-            back = self._permutation()[1]
-            internal = internal[:, back] if axis == 1 else internal[back]
+            inverse = tuple(self._order.index(block) for block in range(self.gates))
+            internal = self._reorder(internal, inverse)
         gradient = getattr(self, f"{name}_gradient")
         if gradient is None or gradient.shape != internal.shape or gradient.dtype != internal.dtype:
             setattr(self, f"{name}_gradient", xp.ascontiguousarray(internal))
