@@ -11,8 +11,11 @@ gate pre-activations of a step in the blocks of ``x_t W + h_{t-1} U + b``:
 
 How the work is laid out (see the Internals page on backpropagation through time):
 
-- the input projection ``x W + b`` of all time steps is one matrix product;
-- each step is one product ``h_{t-1} U`` for all gates at once, then element-wise
+- every per-step quantity is stored time-major and feature-major, (T, G, units, N):
+  a gate of a step is one contiguous (units, N) block, so element-wise passes never
+  stride (the products are computed transposed, ``Wᵀ x_tᵀ`` and ``Uᵀ h_{t-1}ᵀ``);
+- the input projection of all time steps is one (batched) matrix product;
+- each step is one product ``Uᵀ h_{t-1}ᵀ`` for all gates at once, then element-wise
   work on preallocated per-step buffers;
 - the cells keep their gates in an internal block order chosen so that the
   sigmoid gates are contiguous (one pass each), and compute a sigmoid as
@@ -166,71 +169,78 @@ class Recurrent(Layer):
             x = x.astype(dtype)
         self.input = x
         n, steps, features = x.shape
-        width = self.gates * self.units
+        gates, units = self.gates, self.units
         self._prepare_weights()
-        # Time-major copies: each step then reads and writes contiguous (N, ...) blocks.
-        x_steps = self._buffer("x", (steps, n, features), dtype)
-        x_steps[...] = x.transpose(1, 0, 2)
-        pre = self._buffer("gates", (steps, n, self.gates, self.units), dtype)
-        xp.matmul(x_steps.reshape(steps * n, features), self._scaled_w, out=pre.reshape(-1, width))
-        pre += self._scaled_b.reshape(self.gates, self.units)
-        hidden = self._buffer("hidden", (steps + 1, n, self.units), dtype)
+        # Time-major and feature-major: step t of a quantity is a contiguous (units, N)
+        # block (one per gate), so that every element-wise pass of a step is contiguous.
+        x_steps = self._buffer("x", (steps, features, n), dtype)
+        x_steps[...] = x.transpose(1, 2, 0)
+        pre = self._buffer("gates", (steps, gates, units, n), dtype)
+        xp.matmul(self._scaled_wt, x_steps, out=pre.reshape(steps, gates * units, n))
+        pre += self._scaled_b.reshape(gates, units, 1)
+        hidden = self._buffer("hidden", (steps + 1, units, n), dtype)
         hidden[0] = 0.0
         self._begin(n, steps, dtype)
         with _overflow_to_zero():
             for t in range(steps):
                 self._step(t, pre[t], hidden[t], hidden[t + 1])
         if self.return_sequences:
-            out = hidden[1:].transpose(1, 0, 2).copy()
+            out = hidden[1:].transpose(2, 0, 1).copy()
         else:
-            out = hidden[steps].copy()
+            out = hidden[steps].T.copy()
         self.output = out
         return out
 
     def backward(self, output_gradient_batch: ArrayType) -> ArrayType | None:
         """Backpropagation through time: store every parameter gradient, return dL/dx."""
         g = self._check_gradient(output_gradient_batch)
-        n, steps = self.input.shape[:2]
+        n, steps, features = self.input.shape
         dtype = self.output.dtype
         units, width = self.units, self.gates * self.units
         self._begin_backward(steps, n, dtype)
-        d_in = self._buffer("d_in", (steps, n, self.gates, units), dtype)
+        d_in = self._buffer("d_in", (steps, self.gates, units, n), dtype)
         d_rec = self._recurrent_gradient_buffer(d_in)
-        dh = self._buffer("dh", (n, units), dtype)
-        step_g = g.transpose(1, 0, 2) if self.return_sequences else None
-        u_back = self._weights_u.T  # (G·units, units), the unscaled internal order
+        dh = self._buffer("dh", (units, n), dtype)
+        step_g = xp.ascontiguousarray(g.transpose(1, 2, 0)) if self.return_sequences else None
+        u_back = self._weights_u  # (units, G·units), the unscaled internal order
         for t in range(steps - 1, -1, -1):
             if t == steps - 1:
-                dh[...] = step_g[t] if step_g is not None else g
+                dh[...] = step_g[t] if step_g is not None else g.T
             else:
-                xp.matmul(d_rec[t + 1].reshape(n, width), u_back, out=dh)
+                xp.matmul(u_back, d_rec[t + 1].reshape(width, n), out=dh)
                 self._carry(dh)
                 if step_g is not None:
                     dh += step_g[t]
             self._step_backward(t, dh, d_in[t], d_rec[t])
+        # The products over all steps contract (step, sample) pairs: one copy puts them
+        # side by side, then each gradient is a single large matrix product.
         rows = steps * n
-        x_flat = self._buffer("x", (steps, n, self.input.shape[2]), dtype).reshape(rows, -1)
-        d_in_flat = d_in.reshape(rows, width)
-        d_rec_flat = d_rec.reshape(rows, width)
-        hidden = self._buffer("hidden", (steps + 1, n, units), dtype)
-        self._store("input_weights", x_flat.T @ d_in_flat)
-        self._store("biases", d_in_flat.sum(axis=0))
+        x_cols = self._buffer("x", (steps, features, n), dtype).transpose(1, 0, 2)
+        x_cols = x_cols.reshape(features, rows)
+        d_cols = d_in.reshape(steps, width, n).transpose(1, 0, 2).reshape(width, rows)
+        self._store("input_weights", (d_cols @ x_cols.T).T)
+        self._store("biases", d_cols.sum(axis=1))
+        if d_rec is not d_in:
+            d_cols_rec = d_rec.reshape(steps, width, n).transpose(1, 0, 2).reshape(width, rows)
+        else:
+            d_cols_rec = d_cols
         # h_0 = 0: the first step adds nothing to the recurrent weights' gradient.
-        h_prev = hidden[1:steps].reshape(rows - n, units)
-        self._store("recurrent_weights", h_prev.T @ d_rec_flat[n:])
+        hidden = self._buffer("hidden", (steps + 1, units, n), dtype)
+        h_cols = hidden[1:steps].transpose(1, 0, 2).reshape(units, rows - n)
+        self._store("recurrent_weights", (d_cols_rec[:, n:] @ h_cols.T).T)
         if "recurrent_biases" in self._param_names:
-            self._store("recurrent_biases", d_rec_flat.sum(axis=0))
+            self._store("recurrent_biases", d_cols_rec.sum(axis=1))
         if not self.needs_input_gradient:
             return None
-        dx = (d_in_flat @ self._weights_w.T).reshape(steps, n, -1)
-        return xp.ascontiguousarray(dx.transpose(1, 0, 2))
+        dx = (self._weights_w @ d_cols).reshape(features, steps, n)
+        return xp.ascontiguousarray(dx.transpose(2, 1, 0))
 
     # ------------------------------------------------------- hooks of the cells
     def _begin(self, n: int, steps: int, dtype: Any) -> None:
         """Allocate the cell's per-sequence buffers before the first step."""
 
     def _step(self, t: int, pre: Any, h_prev: Any, h: Any) -> None:
-        """One time step: ``pre`` (N, G, units) holds ``x_t W + b`` (scaled); write ``h``."""
+        """One step: ``pre`` (G, units, N) holds ``(x_t W + b)ᵀ`` (scaled); write ``h``."""
         raise NotImplementedError
 
     def _begin_backward(self, steps: int, n: int, dtype: Any) -> None:
@@ -244,7 +254,7 @@ class Recurrent(Layer):
         """Add to ``dh`` the part of dL/dh_t that does not go through U (GRU)."""
 
     def _step_backward(self, t: int, dh: Any, d_in: Any, d_rec: Any) -> None:
-        """Fill the pre-activation gradients of step t from dL/dh_t (N, units)."""
+        """Fill the pre-activation gradients (G, units, N) of step t from dL/dh_t (units, N)."""
         raise NotImplementedError
 
     # ---------------------------------------------------------------- helpers
@@ -275,13 +285,15 @@ class Recurrent(Layer):
             self._weights_w = self._reorder(w, order)
             self._weights_u = self._reorder(u, order)
             bias = self._reorder(b, order)
+        # The forward products are Wᵀ x and Uᵀ h (feature-major), on contiguous copies.
         if self._sigmoid_blocks == 0:
-            self._scaled_w, self._scaled_u, self._scaled_b = self._weights_w, self._weights_u, bias
-            return
-        scale = self._scale(w.dtype)
-        self._scaled_w = self._weights_w * scale
-        self._scaled_u = self._weights_u * scale
-        self._scaled_b = bias * scale
+            scaled_w, scaled_u, self._scaled_b = self._weights_w, self._weights_u, bias
+        else:
+            scale = self._scale(w.dtype)
+            scaled_w, scaled_u = self._weights_w * scale, self._weights_u * scale
+            self._scaled_b = bias * scale
+        self._scaled_wt = xp.ascontiguousarray(scaled_w.T)
+        self._scaled_ut = xp.ascontiguousarray(scaled_u.T)
 
     def _store(self, name: str, internal: Any) -> None:
         """Write a gradient computed in the internal block order into ``{name}_gradient``."""
@@ -345,20 +357,20 @@ class SimpleRNN(Recurrent):
     """
 
     def _begin(self, n: int, steps: int, dtype: Any) -> None:
-        self._product = self._buffer("product", (n, self.units), dtype)
+        self._product = self._buffer("product", (self.units, n), dtype)
 
     def _step(self, t: int, pre: Any, h_prev: Any, h: Any) -> None:
-        z = pre[:, 0]
+        z = pre[0]
         if t:
-            xp.matmul(h_prev, self._scaled_u, out=self._product)
+            xp.matmul(self._scaled_ut, h_prev, out=self._product)
             z += self._product
         xp.tanh(z, out=h)
 
     def _begin_backward(self, steps: int, n: int, dtype: Any) -> None:
-        self._hidden = self._buffer("hidden", (steps + 1, n, self.units), dtype)
+        self._hidden = self._buffer("hidden", (steps + 1, self.units, n), dtype)
 
     def _step_backward(self, t: int, dh: Any, d_in: Any, d_rec: Any) -> None:
-        d = d_in[:, 0]  # dL/dz = dh · (1 − h_t²)
+        d = d_in[0]  # dL/dz = dh · (1 − h_t²)
         h = self._hidden[t + 1]
         xp.multiply(h, h, out=d)
         xp.subtract(1.0, d, out=d)
@@ -396,19 +408,19 @@ class LSTM(Recurrent):
 
     def _begin(self, n: int, steps: int, dtype: Any) -> None:
         units = self.units
-        self._cells = self._buffer("cells", (steps + 1, n, units), dtype)
+        self._cells = self._buffer("cells", (steps + 1, units, n), dtype)
         self._cells[0] = 0.0
-        self._tanh_cells = self._buffer("tanh_cells", (steps, n, units), dtype)
-        self._product = self._buffer("product", (n, 4, units), dtype)
-        self._scratch = self._buffer("scratch", (n, units), dtype)
+        self._tanh_cells = self._buffer("tanh_cells", (steps, units, n), dtype)
+        self._product = self._buffer("product", (4, units, n), dtype)
+        self._scratch = self._buffer("scratch", (units, n), dtype)
 
     def _step(self, t: int, pre: Any, h_prev: Any, h: Any) -> None:
         if t:
             product = self._product
-            xp.matmul(h_prev, self._scaled_u, out=product.reshape(product.shape[0], -1))
+            xp.matmul(self._scaled_ut, h_prev, out=product.reshape(-1, product.shape[2]))
             pre += product
         _sigmoid_of_negated(pre)
-        o, i, f, g = pre[:, 0], pre[:, 1], pre[:, 2], pre[:, 3]
+        o, i, f, g = pre
         g *= 2.0
         g -= 1.0
         c = self._cells[t + 1]
@@ -421,12 +433,12 @@ class LSTM(Recurrent):
 
     def _begin_backward(self, steps: int, n: int, dtype: Any) -> None:
         units = self.units
-        self._gates = self._buffer("gates", (steps, n, 4, units), dtype)
-        self._cells = self._buffer("cells", (steps + 1, n, units), dtype)
-        self._tanh_cells = self._buffer("tanh_cells", (steps, n, units), dtype)
-        self._k = self._buffer("k", (n, 4, units), dtype)
-        self._scratch = self._buffer("scratch", (n, units), dtype)
-        self._dc = self._buffer("dc", (n, units), dtype)  # dL/dc_t, carried backwards
+        self._gates = self._buffer("gates", (steps, 4, units, n), dtype)
+        self._cells = self._buffer("cells", (steps + 1, units, n), dtype)
+        self._tanh_cells = self._buffer("tanh_cells", (steps, units, n), dtype)
+        self._k = self._buffer("k", (4, units, n), dtype)
+        self._scratch = self._buffer("scratch", (units, n), dtype)
+        self._dc = self._buffer("dc", (units, n), dtype)  # dL/dc_t, carried backwards
         self._dc[...] = 0.0
 
     def _step_backward(self, t: int, dh: Any, d_in: Any, d_rec: Any) -> None:
@@ -434,24 +446,24 @@ class LSTM(Recurrent):
         # k_i = g·i(1−i), k_f = c_{t−1}·f(1−f), k_g = i·(1−g²), and
         # dc = dc_{t+1} + dh·o·(1 − tanh²(c)).
         gates, k, scratch, dc = self._gates[t], self._k, self._scratch, self._dc
-        o, i, f, g = gates[:, 0], gates[:, 1], gates[:, 2], gates[:, 3]
+        o, i, f, g = gates
         tanh_c = self._tanh_cells[t]
-        xp.subtract(1.0, gates, out=k)  # a(1 − a) on all blocks: contiguous, one pass each
+        xp.subtract(1.0, gates, out=k)  # a(1 − a) on all blocks, one pass each
         k *= gates
-        k[:, 0] *= tanh_c
-        k[:, 1] *= g
-        k[:, 2] *= self._cells[t]
-        k_g = k[:, 3]
+        k[0] *= tanh_c
+        k[1] *= g
+        k[2] *= self._cells[t]
+        k_g = k[3]
         xp.multiply(g, g, out=k_g)
         xp.subtract(1.0, k_g, out=k_g)
         k_g *= i
-        xp.multiply(dh, k[:, 0], out=d_in[:, 0])
+        xp.multiply(dh, k[0], out=d_in[0])
         xp.multiply(tanh_c, tanh_c, out=scratch)
         xp.subtract(1.0, scratch, out=scratch)
         scratch *= o
         scratch *= dh
         dc += scratch
-        xp.multiply(dc[:, None, :], k[:, 1:], out=d_in[:, 1:])
+        xp.multiply(dc, k[1:], out=d_in[1:])
         dc *= f
 
 
@@ -481,25 +493,25 @@ class GRU(Recurrent):
         # c_r and c_z add to the input projection (negated like b_r, b_z; the scaled
         # bias is a copy); c_n sits inside r ⊙ (h U_n + c_n).
         self._scaled_b[: 2 * units] -= c[: 2 * units]
-        self._c_n = c[2 * units :]
+        self._c_n = c[2 * units :].reshape(units, 1)
 
     def _begin(self, n: int, steps: int, dtype: Any) -> None:
         units = self.units
-        self._h_n = self._buffer("h_n", (steps, n, units), dtype)  # h U_n + c_n
-        self._product = self._buffer("product", (n, 3, units), dtype)
-        self._scratch = self._buffer("scratch", (n, units), dtype)
+        self._h_n = self._buffer("h_n", (steps, units, n), dtype)  # (h U_n + c_n)ᵀ
+        self._product = self._buffer("product", (3, units, n), dtype)
+        self._scratch = self._buffer("scratch", (units, n), dtype)
 
     def _step(self, t: int, pre: Any, h_prev: Any, h: Any) -> None:
         h_n = self._h_n[t]
         if t:
             product = self._product
-            xp.matmul(h_prev, self._scaled_u, out=product.reshape(product.shape[0], -1))
-            pre[:, :2] += product[:, :2]
-            xp.add(product[:, 2], self._c_n, out=h_n)
+            xp.matmul(self._scaled_ut, h_prev, out=product.reshape(-1, product.shape[2]))
+            pre[:2] += product[:2]
+            xp.add(product[2], self._c_n, out=h_n)
         else:
             h_n[...] = self._c_n
-        _sigmoid_of_negated(pre[:, :2])
-        r, z, n = pre[:, 0], pre[:, 1], pre[:, 2]
+        _sigmoid_of_negated(pre[:2])
+        r, z, n = pre
         xp.multiply(r, h_n, out=self._scratch)
         n += self._scratch
         xp.tanh(n, out=n)
@@ -509,12 +521,12 @@ class GRU(Recurrent):
 
     def _begin_backward(self, steps: int, n: int, dtype: Any) -> None:
         units = self.units
-        self._gates = self._buffer("gates", (steps, n, 3, units), dtype)
-        self._hidden = self._buffer("hidden", (steps + 1, n, units), dtype)
-        self._h_n = self._buffer("h_n", (steps, n, units), dtype)
-        self._k = self._buffer("k", (n, 3, units), dtype)
-        self._scratch = self._buffer("scratch", (n, units), dtype)
-        self._through_z = self._buffer("through_z", (n, units), dtype)
+        self._gates = self._buffer("gates", (steps, 3, units, n), dtype)
+        self._hidden = self._buffer("hidden", (steps + 1, units, n), dtype)
+        self._h_n = self._buffer("h_n", (steps, units, n), dtype)
+        self._k = self._buffer("k", (3, units, n), dtype)
+        self._scratch = self._buffer("scratch", (units, n), dtype)
+        self._through_z = self._buffer("through_z", (units, n), dtype)
 
     def _recurrent_gradient_buffer(self, d_in: Any) -> Any:
         # The n block of the product h U differs from the input side's: it is scaled by r.
@@ -527,10 +539,10 @@ class GRU(Recurrent):
         # dL/dn_pre = dh·(1−z)(1−n²), dL/dz_pre = dh·(h_{t−1} − n)·z(1−z),
         # dL/dr_pre = dL/dn_pre · (h U_n + c_n)·r(1−r).
         gates, k = self._gates[t], self._k
-        r, z, new = gates[:, 0], gates[:, 1], gates[:, 2]
-        k_r, k_z, k_n = k[:, 0], k[:, 1], k[:, 2]
-        xp.subtract(1.0, gates[:, :2], out=k[:, :2])
-        k[:, :2] *= gates[:, :2]
+        r, z, new = gates
+        k_r, k_z, k_n = k
+        xp.subtract(1.0, gates[:2], out=k[:2])
+        k[:2] *= gates[:2]
         k_r *= self._h_n[t]
         xp.multiply(new, new, out=k_n)
         xp.subtract(1.0, k_n, out=k_n)
@@ -539,8 +551,8 @@ class GRU(Recurrent):
         k_n *= scratch
         xp.subtract(self._hidden[t], new, out=scratch)
         k_z *= scratch
-        xp.multiply(dh[:, None, :], k[:, 1:], out=d_in[:, 1:])
-        xp.multiply(d_in[:, 2], k_r, out=d_in[:, 0])
-        d_rec[:, :2] = d_in[:, :2]
-        xp.multiply(d_in[:, 2], r, out=d_rec[:, 2])
+        xp.multiply(dh, k[1:], out=d_in[1:])
+        xp.multiply(d_in[2], k_r, out=d_in[0])
+        d_rec[:2] = d_in[:2]
+        xp.multiply(d_in[2], r, out=d_rec[2])
         xp.multiply(dh, z, out=self._through_z)  # h_{t-1} -> h_t through z
