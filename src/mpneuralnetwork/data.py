@@ -411,17 +411,16 @@ class DataLoader(Loader):
             ``(kept, held_out)``: two subsets; ``held_out`` is unshuffled.
 
         Raises:
-            ValueError: If the fraction holds out no sample or leaves none.
+            ValueError: If the fraction holds out no sample.
         """
         fraction = _checks.number_in(
             "DataLoader.split", "fraction", fraction, 0.0, 1.0, low_open=True, high_open=True
         )
         n = self.num_samples
         n_out = int(n * fraction)
-        if n_out == 0 or n_out >= n:
+        if n_out == 0:  # int() rounds down, so a fraction below 1 always keeps one
             raise ValueError(
-                f"DataLoader.split: fraction={fraction} of {n} samples holds out {n_out}; "
-                f"at least one sample must be held out and one kept"
+                f"DataLoader.split: fraction={fraction} of {n} samples holds out none"
             )
         order = self._permutation(n)
         held_out = self.subset(order[:n_out], shuffle=False, drop_last=False, seed=None)
@@ -601,6 +600,11 @@ def _sources(X: Any, y: Any) -> tuple[Any, Any, Any]:
     """``(x, y, dataset)``: the arrays, or the dataset object (then x and y are None)."""
     if X is None:
         raise ValueError("DataLoader: X must be an array of shape (N, ...) or a dataset; got None")
+    if isinstance(X, (str, bytes, os.PathLike)):
+        raise TypeError(
+            f"DataLoader: X must be an array or a dataset; got the path {X!r} "
+            f"(DataLoader.from_npy opens .npy files)"
+        )
     if not _is_array(X) and not isinstance(X, (list, tuple)):
         if isinstance(X, Dataset):
             if y is not None:
