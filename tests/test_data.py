@@ -38,6 +38,10 @@ def samples_of(batches: list[tuple[Any, Any]]) -> list[list[int]]:
     return result
 
 
+def flat(batches: list[list[int]]) -> list[int]:
+    return [i for batch in batches for i in batch]
+
+
 def prefetch_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "mpneuralnetwork-prefetch"]
 
@@ -62,7 +66,7 @@ def test_drop_last_leaves_out_the_short_batch() -> None:
     assert len(loader) == 4
     assert [len(b) for b in samples_of(list(loader))] == [5, 5, 5, 5]
     shuffled = DataLoader(x, y, batch_size=5, drop_last=True)
-    seen = sum(samples_of(list(shuffled)), [])
+    seen = flat(samples_of(list(shuffled)))
     assert len(seen) == 20 and len(set(seen)) == 20
 
 
@@ -77,7 +81,7 @@ def test_a_device_array_is_read_on_the_device() -> None:
     x, y = numbered()
     loader = DataLoader(to_device(x), to_device(y), batch_size=4, seed=3)
     seen = samples_of(list(loader))
-    assert sorted(sum(seen, [])) == list(range(N))
+    assert sorted(flat(seen)) == list(range(N))
 
 
 # ======================================================================== shuffling
@@ -192,8 +196,8 @@ def test_split_holds_out_the_first_indices_of_a_global_permutation() -> None:
     order = to_host(xp.random.permutation(N))
     assert held_out.num_samples == 6 and kept.num_samples == 17
     assert not held_out.shuffle and kept.shuffle
-    assert sum(samples_of(list(held_out)), []) == sorted(order[:6].tolist())
-    assert sorted(sum(samples_of(list(kept)), [])) == sorted(order[6:].tolist())
+    assert flat(samples_of(list(held_out))) == sorted(order[:6].tolist())
+    assert sorted(flat(samples_of(list(kept)))) == sorted(order[6:].tolist())
 
 
 @pytest.mark.parametrize("fraction", [0.0, 0.01, 1.0, float("nan")])
@@ -242,7 +246,7 @@ def test_a_dataset_is_asked_for_sorted_indices() -> None:
     batches = samples_of(list(loader))
     assert dataset.requests == batches
     assert all(batch == sorted(batch) for batch in batches)
-    assert sorted(sum(batches, [])) == list(range(N))
+    assert sorted(flat(batches)) == list(range(N))
 
 
 class Broken(Squares):
