@@ -52,9 +52,7 @@ def fit(
     if early_stopping is not None:
         early_stopping = _checks.positive_int("train", "early_stopping", early_stopping)
     model_checkpoint = _checks.boolean("train", "model_checkpoint", model_checkpoint)
-    compute_train_metrics = _checks.boolean(
-        "train", "compute_train_metrics", compute_train_metrics
-    )
+    compute_train_metrics = _checks.boolean("train", "compute_train_metrics", compute_train_metrics)
     if verbose not in (0, 1, 2):
         raise ValueError(f"train: verbose must be 0, 1 or 2; got {verbose!r}")
     initial_epoch = _checks.non_negative_int("train", "initial_epoch", initial_epoch)
