@@ -222,6 +222,24 @@ class Loader:
     def __iter__(self) -> BatchIterator:
         return BatchIterator(self._epoch(), self.prefetch)
 
+    @property
+    def sample_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...] | None] | None:
+        """``(x_shape, y_shape)`` of one sample (``y_shape`` None without targets).
+
+        Known from the start for arrays; for a dataset or a generator, once a batch
+        has been read (None before).
+        """
+        return self._sample_shapes
+
+    @property
+    def has_targets(self) -> bool:
+        """False when the batches come without targets (as far as is known)."""
+        return self._sample_shapes is None or self._sample_shapes[1] is not None
+
+    def in_order(self, batch_size: int | None = None) -> Loader:
+        """A loader giving the same samples once, in a fixed order (for inference)."""
+        raise NotImplementedError
+
     def _epoch(self) -> Iterator[Batch]:
         """The batches of one epoch; draws its randomness before returning."""
         raise NotImplementedError
@@ -419,9 +437,7 @@ class DataLoader(Loader):
         n = self.num_samples
         n_out = int(n * fraction)
         if n_out == 0:  # int() rounds down, so a fraction below 1 always keeps one
-            raise ValueError(
-                f"DataLoader.split: fraction={fraction} of {n} samples holds out none"
-            )
+            raise ValueError(f"DataLoader.split: fraction={fraction} of {n} samples holds out none")
         order = self._permutation(n)
         held_out = self.subset(order[:n_out], shuffle=False, drop_last=False, seed=None)
         return self.subset(order[n_out:]), held_out
@@ -452,13 +468,6 @@ class DataLoader(Loader):
     def num_samples(self) -> int:
         """Samples this loader reads per epoch (before ``drop_last``)."""
         return self._size if self._indices is None else int(self._indices.size)
-
-    @property
-    def has_targets(self) -> bool:
-        """True when batches come with targets (a dataset's are known once read)."""
-        if self._dataset is None:
-            return self._y is not None
-        return self._sample_shapes is None or self._sample_shapes[1] is not None
 
     def __len__(self) -> int:
         if self.drop_last:
@@ -550,10 +559,9 @@ class GeneratorLoader(Loader):
             "GeneratorLoader", "batches_per_epoch", batches_per_epoch
         )
 
-    @property
-    def has_targets(self) -> bool:
-        """True unless the batches seen so far came without targets."""
-        return self._sample_shapes is None or self._sample_shapes[1] is not None
+    def in_order(self, batch_size: int | None = None) -> GeneratorLoader:
+        """This loader: one epoch of a generator is its order (``batch_size`` is ignored)."""
+        return self
 
     def __len__(self) -> int:
         return self.batches_per_epoch

@@ -9,6 +9,7 @@ from typing import Any
 from .activations import Activation, PReLU, ReLU, Sigmoid, Softmax, Swish
 from .backend import DTYPE, ArrayType, to_device, to_host, xp
 from .callbacks import Callback
+from .data import Loader
 from .history import History
 from .layers import BatchNormalization, Convolutional, Dense, Dropout, Layer
 from .losses import MSE, BinaryCrossEntropy, CategoricalCrossEntropy, Loss
@@ -184,6 +185,14 @@ class Model:
                 f"{x_name} and {y_name} must hold as many samples; got {x.shape[0]} and "
                 f"{y.shape[0] if y.ndim else 'a scalar'}"
             )
+        y = self._target_shape(y, y_name)
+        y = y.astype(DTYPE, copy=False)
+        if not _all_finite(y):
+            raise ValueError(f"{y_name} contains NaN or infinite values")
+        return x, y
+
+    def _target_shape(self, y: Any, y_name: str) -> Any:
+        """``y`` of shape (N, *output_shape); a 1-D y is read as one column for one output."""
         if y.ndim == 1 and self.output_shape == (1,):
             y = y.reshape(-1, 1)
         if y.shape[1:] != self.output_shape:
@@ -194,10 +203,52 @@ class Model:
                 f"{y_name} must have shape (N, {_dims(self.output_shape)}) to match the "
                 f"network's output; got {tuple(y.shape)}{hint}"
             )
-        y = y.astype(DTYPE, copy=False)
-        if not _all_finite(y):
-            raise ValueError(f"{y_name} contains NaN or infinite values")
-        return x, y
+        return y
+
+    def _check_batch(
+        self, x: Any, y: Any, name: str, number: int, total: int, targets: bool
+    ) -> tuple[Any, Any]:
+        """Check the shapes of a loader's batch (the loader checked dtype and values).
+
+        Args:
+            x: Inputs (B, ...), device array in DTYPE.
+            y: Targets (B, ...) or None.
+            name: The argument the loader came in, for messages.
+            number: 1-based number of the batch; ``total`` batches in the epoch.
+            targets: Whether the batch must have targets.
+
+        Returns:
+            ``(x, y)``, with a 1-D ``y`` read as one column for a network with one output.
+        """
+        where = f"{name} (batch {number} of {total})"
+        if x.shape[1:] != self.input_shape:
+            raise ValueError(
+                f"{where}: x must have shape (B, {_dims(self.input_shape)}) to match the "
+                f"first layer; got {tuple(x.shape)}"
+            )
+        if y is None:
+            if targets:
+                raise ValueError(f"{where}: the loader gives no targets (y); they are needed")
+            return x, None
+        return x, self._target_shape(y, f"{where}: y")
+
+    def _loader_logits(
+        self, loader: Loader, training: bool, name: str, targets: bool
+    ) -> tuple[Any, Any]:
+        """One pass over ``loader`` in its order: the logits and (with ``targets``) targets.
+
+        Returns:
+            ``(logits, y)``: device arrays (N, *output_shape) of every batch, in order;
+            ``y`` is None without ``targets``.
+        """
+        logits, ys = [], []
+        with iter(loader) as batches:  # ends a reading thread whatever happens
+            for number, (xb, yb) in enumerate(batches, 1):
+                xb, yb = self._check_batch(xb, yb, name, number, len(loader), targets)
+                logits.append(self._logits(xb, training))
+                if targets:
+                    ys.append(yb)
+        return xp.concatenate(logits), (xp.concatenate(ys) if targets else None)
 
     # ------------------------------------------------------------- computation
     def _forward(self, x: Any, training: bool) -> Any:
@@ -244,11 +295,11 @@ class Model:
     # ---------------------------------------------------------------- training
     def train(
         self,
-        X_train: ArrayType,
-        y_train: ArrayType,
-        epochs: int,
-        batch_size: int,
-        evaluation: tuple[ArrayType, ArrayType] | None = None,
+        X_train: ArrayType | Loader,
+        y_train: ArrayType | None = None,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        evaluation: tuple[ArrayType, ArrayType] | Loader | None = None,
         auto_evaluation: float = 0.2,
         early_stopping: int | None = None,
         model_checkpoint: bool = True,
@@ -260,14 +311,19 @@ class Model:
         """Train with mini-batch gradient descent (the loop is in `mpneuralnetwork.training`).
 
         Args:
-            X_train: Inputs (N, *input_shape).
-            y_train: Targets (N, *output_shape); one-hot for classification.
-            epochs: The number of the last epoch, >= 0: the run trains epochs
+            X_train: Inputs (N, *input_shape): an array, a memory-mapped array (read
+                batch by batch, never whole), or a `DataLoader` / `GeneratorLoader`
+                (`mpneuralnetwork.data`), which then gives the targets and the batches.
+            y_train: Targets (N, *output_shape); one-hot for classification. None
+                with a loader.
+            epochs: The number of the last epoch, >= 0 (required): the run trains epochs
                 ``initial_epoch + 1`` to ``epochs`` (all of them by default).
-            batch_size: Samples per gradient step, >= 1 (the last batch may be smaller).
-            evaluation: ``(X_val, y_val)``; wins over ``auto_evaluation``.
-            auto_evaluation: Fraction of the data held out at random for
-                validation when ``evaluation`` is None, in [0, 1) (0: none).
+            batch_size: Samples per gradient step, >= 1 (the last batch may be
+                smaller); required with arrays, None with a loader.
+            evaluation: ``(X_val, y_val)`` or a loader; wins over ``auto_evaluation``.
+            auto_evaluation: Fraction of the samples held out at random for
+                validation when ``evaluation`` is None, in [0, 1) (0: none). They are
+                held out by index: the data set is not copied.
             early_stopping: Stop after this many epochs without improvement of the
                 monitored loss (the validation loss, else the training loss); a
                 shortcut for an `EarlyStopping` callback.
@@ -304,40 +360,58 @@ class Model:
     # -------------------------------------------------------------- inference
     def evaluate(
         self,
-        X: ArrayType,
-        y: ArrayType,
+        X: ArrayType | Loader,
+        y: ArrayType | None = None,
         training: bool = False,
         compute_metrics: bool = True,
     ) -> tuple[ArrayType, dict[str, float]]:
         """Loss and metrics of the model on ``(X, y)``.
 
         Args:
-            X: Inputs (N, *input_shape).
-            y: Targets (N, *output_shape).
-            training: Run the layers in training mode (dropout, batch statistics).
+            X: Inputs (N, *input_shape), or a loader giving inputs and targets (read
+                once, unshuffled, batch by batch).
+            y: Targets (N, *output_shape); None with a loader.
+            training: Run the layers in training mode (dropout, batch statistics;
+                computed per batch with a loader).
             compute_metrics: Also compute every metric.
 
         Returns:
             ``(predictions, metrics)``: predictions are the logits when ``training``
-            is True and the activated outputs otherwise (backend arrays);
-            ``metrics`` holds ``"loss"`` and each metric's key.
+            is True and the activated outputs otherwise (backend arrays, in the
+            loader's order); ``metrics`` holds ``"loss"`` and each metric's key.
         """
-        x, y = self._check_xy(X, y, "X", "y")
-        logits = self._logits(x, training)
+        if isinstance(X, Loader):
+            _no_targets_beside(X, y, "evaluate", "X", "y")
+            logits, y = self._loader_logits(X.in_order(), training, "X", targets=True)
+        else:
+            x, y = self._check_xy(X, y, "X", "y")
+            logits = self._logits(x, training)
         loss = self.loss.direct(logits, y)
         scores = self._scores(y, logits, loss) if compute_metrics else {"loss": loss}
         return (logits if training else self._activate(logits)), scores
 
-    def test(self, X_test: ArrayType, y_test: ArrayType) -> dict[str, float]:
-        """Print a ``Test results:`` block with the loss and every metric, and return them."""
+    def test(self, X_test: ArrayType | Loader, y_test: ArrayType | None = None) -> dict[str, float]:
+        """Print a ``Test results:`` block with the loss and every metric, and return them.
+
+        ``X_test`` may be a loader (then ``y_test`` is None), as in `evaluate`.
+        """
+        if isinstance(X_test, Loader):
+            _no_targets_beside(X_test, y_test, "test", "X_test", "y_test")
         _, scores = self.evaluate(X_test, y_test)
         print("Test results:")
         for key, value in scores.items():
             print(f"   {key} = {value:.4f}")
         return scores
 
-    def predict(self, X: ArrayType) -> Any:
-        """Activated predictions (N, *output_shape) as a NumPy array, in inference mode."""
+    def predict(self, X: ArrayType | Loader) -> Any:
+        """Activated predictions (N, *output_shape) as a NumPy array, in inference mode.
+
+        ``X`` may be a loader: its targets, if any, are ignored, and the predictions
+        come in the loader's order, unshuffled (`DataLoader.in_order`).
+        """
+        if isinstance(X, Loader):
+            logits, _ = self._loader_logits(X.in_order(), False, "X", targets=False)
+            return to_host(self._activate(logits))
         x = self._check_x(X, "X")
         return to_host(self._activate(self._logits(x)))
 
@@ -394,6 +468,15 @@ class Model:
         return (
             f"Model(layers={self.layers!r}, loss={self.loss!r}, optimizer={self.optimizer!r}, "
             f"metrics={self.metrics!r})"
+        )
+
+
+def _no_targets_beside(loader: Loader, y: Any, owner: str, x_name: str, y_name: str) -> None:
+    """A loader gives its own targets: refuse a second ``y``."""
+    if y is not None:
+        raise ValueError(
+            f"{owner}: {y_name} must be None when {x_name} is a {type(loader).__name__} "
+            f"(the loader gives the targets); got {type(y).__name__}"
         )
 
 

@@ -12,12 +12,15 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from . import _checks
 from .backend import xp
 from .callbacks import Callback, CallbackList, EarlyStopping, ModelCheckpoint, check_callbacks
+from .data import DataLoader, Loader
 from .history import History
 from .progress import loggers
 from .weights import Snapshot
@@ -25,15 +28,16 @@ from .weights import Snapshot
 if TYPE_CHECKING:
     from .model import Model
 
-Batches = Iterator[tuple[Any, Any]]
+#: Samples per validation batch when the training data are arrays (in memory already).
+VALIDATION_BATCH = 4096
 
 
 def fit(
     model: Model,
     X_train: Any,
     y_train: Any,
-    epochs: int,
-    batch_size: int,
+    epochs: int | None,
+    batch_size: int | None,
     evaluation: Any = None,
     auto_evaluation: float = 0.2,
     early_stopping: int | None = None,
@@ -45,7 +49,6 @@ def fit(
 ) -> History:
     """Check the arguments of ``Model.train``, assemble its callbacks and run the loop."""
     epochs = _checks.non_negative_int("train", "epochs", epochs)
-    batch_size = _checks.positive_int("train", "batch_size", batch_size)
     auto_evaluation = _checks.number_in(
         "train", "auto_evaluation", auto_evaluation, 0.0, 1.0, high_open=True
     )
@@ -64,9 +67,11 @@ def fit(
     if callbacks is not None:
         model.callbacks = check_callbacks(callbacks)
 
-    x, y = model._check_xy(X_train, y_train, "X_train", "y_train")
-    x, y, x_val, y_val = validation_split(model, x, y, evaluation, auto_evaluation)
-    monitor = "loss" if x_val is None else "val_loss"
+    data = training_loader(model, X_train, y_train, batch_size)
+    # Held-out arrays are scored in large batches, a user's loader in its own.
+    held_out_batch = None if isinstance(X_train, Loader) else VALIDATION_BATCH
+    data, validation = validation_data(model, data, evaluation, auto_evaluation, held_out_batch)
+    monitor = "loss" if validation is None else "val_loss"
     shortcuts: list[Callback] = []
     user = model.callbacks
     if early_stopping is not None and not any(isinstance(c, EarlyStopping) for c in user):
@@ -82,21 +87,21 @@ def fit(
         {
             "epochs": epochs,
             "initial_epoch": initial_epoch,
-            "steps": -(-x.shape[0] // batch_size),
+            "steps": len(data),
             "verbose": verbose,
-            "log_keys": _log_keys(model, x_val is not None, compute_train_metrics),
+            "log_keys": _log_keys(model, validation is not None, compute_train_metrics),
         }
     )
     model.history = history
-    return _loop(model, hooks, history, (x, y, batch_size), (x_val, y_val), compute_train_metrics)
+    return _loop(model, hooks, history, data, validation, compute_train_metrics)
 
 
 def _loop(
     model: Model,
     hooks: CallbackList,
     history: History,
-    data: tuple[Any, Any, int],
-    validation: tuple[Any, Any],
+    data: Loader,
+    validation: tuple[Any, Any] | Loader | None,
     compute_train_metrics: bool,
 ) -> History:
     """The loop of the textbook, each hook call in sight."""
@@ -108,9 +113,9 @@ def _loop(
         for epoch in range(params["initial_epoch"], params["epochs"]):
             hooks.on_epoch_begin(epoch)
             start, rate = time.perf_counter(), model.optimizer.learning_rate
-            logs = train_epoch(model, shuffled_batches(*data), hooks, compute_train_metrics)
-            if validation[0] is not None:
-                logs.update(validate(model, *validation))
+            logs = train_epoch(model, data, hooks, compute_train_metrics)
+            if validation is not None:
+                logs.update(validate(model, validation))
             logs.update(learning_rate=rate, epoch_time=time.perf_counter() - start)
             hooks.on_epoch_end(epoch, logs)
             if _diverged(logs):
@@ -137,25 +142,27 @@ def _loop(
 
 
 def train_epoch(
-    model: Model, batches: Batches, hooks: CallbackList, keep_logits: bool
+    model: Model, data: Loader, hooks: CallbackList, keep_logits: bool
 ) -> dict[str, float]:
     """One pass over the batches: forward, loss, backward, step; returns the epoch's logs."""
     total: Any = 0.0
     count = 0
     kept, seen = [], []
     batch_logs = hooks.wants_batches
-    for batch, (xb, yb) in enumerate(batches):
-        logits = model._forward(xb, True)
-        value, gradient = model.loss.value_and_gradient(logits, yb)
-        model._backward(gradient)
-        model.optimizer.step(model.layers)
-        size = xb.shape[0]
-        total, count = total + value * size, count + size
-        if keep_logits:
-            kept.append(logits.copy())
-            seen.append(yb)
-        if batch_logs:
-            hooks.on_batch_end(batch, {"batch": batch, "size": size, "loss": float(value)})
+    with iter(data) as batches:  # ends a reading thread, whatever happens
+        for batch, (x_batch, y_batch) in enumerate(batches):
+            xb, yb = model._check_batch(x_batch, y_batch, "X_train", batch + 1, len(data), True)
+            logits = model._forward(xb, True)
+            value, gradient = model.loss.value_and_gradient(logits, yb)
+            model._backward(gradient)
+            model.optimizer.step(model.layers)
+            size = xb.shape[0]
+            total, count = total + value * size, count + size
+            if keep_logits:
+                kept.append(logits.copy())
+                seen.append(yb)
+            if batch_logs:
+                hooks.on_batch_end(batch, {"batch": batch, "size": size, "loss": float(value)})
     loss = float(total) / count
     logs = {"loss": loss}
     if keep_logits:
@@ -164,48 +171,113 @@ def train_epoch(
     return logs
 
 
-def validate(model: Model, x_val: Any, y_val: Any) -> dict[str, float]:
+def validate(model: Model, validation: tuple[Any, Any] | Loader) -> dict[str, float]:
     """The loss and metrics on the validation set, keys prefixed with ``val_``."""
-    logits = model._logits(x_val)
+    if isinstance(validation, Loader):
+        logits, y_val = model._loader_logits(validation, False, "evaluation", targets=True)
+    else:
+        x_val, y_val = validation
+        logits = model._logits(x_val)
     scores = model._scores(y_val, logits, model.loss.direct(logits, y_val))
     return {f"val_{k}": v for k, v in scores.items()}
 
 
-def shuffled_batches(x: Any, y: Any, batch_size: int) -> Batches:
-    """Mini-batches in a new random order (the global random state), the last one smaller.
+def training_loader(model: Model, X: Any, y: Any, batch_size: int | None) -> Loader:
+    """The loader the loop reads: the given one, or a `DataLoader` over the arrays.
 
-    Gathering per batch keeps no shuffled copy of the whole data set in memory.
+    Arrays go through the same loader as user data (a per-epoch permutation from the
+    global random state, the indices of a batch sorted), so the same seed gives the
+    same weights whichever way the data come. In-memory arrays are checked whole
+    and moved to the device once; a memory-mapped array is read batch by batch.
     """
-    n = x.shape[0]
-    order = xp.random.permutation(n)
-    for start in range(0, n, batch_size):
-        index = order[start : start + batch_size]
-        yield x[index], y[index]
+    if isinstance(X, Loader):
+        if y is not None:
+            raise ValueError(
+                f"train: y_train must be None when X_train is a {type(X).__name__} "
+                f"(the loader gives the targets); got {type(y).__name__}"
+            )
+        own = getattr(X, "batch_size", None)
+        if batch_size is not None and batch_size != own:
+            raise ValueError(
+                f"train: batch_size comes from the {type(X).__name__} ({own}); leave it "
+                f"out or pass the same; got {batch_size!r}"
+            )
+        if not X.has_targets:
+            raise ValueError(
+                f"train: the {type(X).__name__} of X_train gives no targets; create it with y"
+            )
+        return X
+    batch_size = _checks.positive_int("train", "batch_size", batch_size)
+    if isinstance(X, np.memmap):
+        _check_memmap(model, X, y)
+        return DataLoader(X, y, batch_size)
+    x, y = model._check_xy(X, y, "X_train", "y_train")
+    return DataLoader(x, y, batch_size, prefetch=0)
 
 
-def validation_split(
-    model: Model, x: Any, y: Any, evaluation: Any, auto_evaluation: float
-) -> tuple[Any, Any, Any, Any]:
-    """``(x_train, y_train, x_val, y_val)``; the validation pair is None without one."""
+def _check_memmap(model: Model, x: np.memmap, y: Any) -> None:
+    """What can be checked of a memory-mapped X_train without reading it (values are
+    checked batch by batch)."""
+    if x.dtype.kind not in "fiub":
+        raise ValueError(f"X_train must hold numbers; got dtype {x.dtype}")
+    if x.shape[1:] != model.input_shape or x.ndim < 2:
+        raise ValueError(
+            f"X_train must have shape (N, {', '.join(map(str, model.input_shape))}) to match "
+            f"the first layer; got {tuple(x.shape)}"
+        )
+    if y is None:
+        raise ValueError("y_train must be an array; got None")
+    y = np.asarray(y) if not hasattr(y, "shape") else y
+    if y.ndim == 0 or y.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"X_train and y_train must hold as many samples; got {x.shape[0]} and "
+            f"{y.shape[0] if y.ndim else 'a scalar'}"
+        )
+
+
+def validation_data(
+    model: Model,
+    data: Loader,
+    evaluation: Any,
+    auto_evaluation: float,
+    held_out_batch: int | None = None,
+) -> tuple[Loader, tuple[Any, Any] | Loader | None]:
+    """``(training loader, validation set)``: arrays, a loader, or None without one.
+
+    ``auto_evaluation`` holds samples out by index (`DataLoader.split`), drawn from the
+    global random state like an epoch's shuffle: the data set is never copied. The
+    held-out loader reads ``held_out_batch`` samples at a time (None: the loader's size).
+    """
     if evaluation is not None:
+        if isinstance(evaluation, Loader):
+            if not evaluation.has_targets:
+                raise ValueError(
+                    f"train: the {type(evaluation).__name__} of evaluation gives no targets"
+                )
+            return data, evaluation.in_order()
         if not isinstance(evaluation, (tuple, list)) or len(evaluation) != 2:
             received = type(evaluation).__name__
             if isinstance(evaluation, (tuple, list)):
                 received += f" of length {len(evaluation)}"
-            raise ValueError(f"train: evaluation must be a tuple (X_val, y_val); got {received}")
+            raise ValueError(
+                f"train: evaluation must be a tuple (X_val, y_val) or a DataLoader; got {received}"
+            )
         x_val, y_val = model._check_xy(
             evaluation[0], evaluation[1], "evaluation[0]", "evaluation[1]"
         )
-        return x, y, x_val, y_val
-    n = x.shape[0]
-    n_val = int(n * auto_evaluation)
-    if n_val == 0:
-        return x, y, None, None
-    if n_val >= n:
-        raise ValueError(f"train: auto_evaluation={auto_evaluation} leaves no training sample")
-    order = xp.random.permutation(n)
-    val_idx, train_idx = order[:n_val], order[n_val:]
-    return x[train_idx], y[train_idx], x[val_idx], y[val_idx]
+        return data, (x_val, y_val)
+    if auto_evaluation == 0:
+        return data, None
+    if not isinstance(data, DataLoader):
+        raise ValueError(
+            f"train: auto_evaluation={auto_evaluation} holds samples out by index, which a "
+            f"{type(data).__name__} does not have; pass evaluation=(X_val, y_val) or a "
+            f"loader, or auto_evaluation=0"
+        )
+    if int(data.num_samples * auto_evaluation) == 0:
+        return data, None
+    kept, held_out = data.split(auto_evaluation)
+    return kept, held_out.in_order(held_out_batch)
 
 
 class _Safety:
