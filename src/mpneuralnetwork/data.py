@@ -215,6 +215,8 @@ class Loader:
         # Per-sample shapes (x, y) every batch must have; learned from the first
         # batch when the source does not declare them.
         self._sample_shapes: tuple[tuple[int, ...], tuple[int, ...] | None] | None = None
+        #: True for device arrays in DTYPE checked whole already (`DataLoader.trusted`).
+        self._trusted = False
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -244,7 +246,7 @@ class Loader:
         """The batches of one epoch; draws its randomness before returning."""
         raise NotImplementedError
 
-    def _ready(self, number: int, x: Any, y: Any, expected: int | None, where: str) -> Batch:
+    def _ready(self, number: int, x: Any, y: Any, expected: int | None, index: Any) -> Batch:
         """Check one batch, cast it to DTYPE and move it to the device.
 
         Args:
@@ -252,36 +254,46 @@ class Loader:
             x: Inputs (B, *sample_shape).
             y: Targets (B, ...) or None.
             expected: The number of samples the batch must hold, if known.
-            where: Extra context for messages (the sample indices).
+            index: The samples read (a slice or indices), for messages; or None.
         """
-        name = f"{type(self).__name__}: batch {number} of {len(self)}{where}"
+        if self._trusted:  # arrays checked whole and moved to the device by Model.train
+            return x, y
+
+        def name() -> str:  # built only for an error: it costs as much as the checks
+            where = "" if index is None else _where(index)
+            return f"{type(self).__name__}: batch {number} of {len(self)}{where}"
+
         x = _batch_array(x, name, "x")
         y = None if y is None else _batch_array(y, name, "y")
         n = x.shape[0]
         if expected is not None and n != expected:
-            raise ValueError(f"{name}: x must hold {expected} samples; got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"{name()}: x must hold {expected} samples; got shape {tuple(x.shape)}"
+            )
         if y is not None and y.shape[0] != n:
-            raise ValueError(f"{name}: x and y must hold as many samples; got {n} and {y.shape[0]}")
+            raise ValueError(
+                f"{name()}: x and y must hold as many samples; got {n} and {y.shape[0]}"
+            )
         if n == 0:
-            raise ValueError(f"{name}: the batch holds no samples")
+            raise ValueError(f"{name()}: the batch holds no samples")
         shapes = (tuple(x.shape[1:]), None if y is None else tuple(y.shape[1:]))
         if self._sample_shapes is None:
             self._sample_shapes = shapes
         elif shapes != self._sample_shapes:
             want_x, want_y = self._sample_shapes
             raise ValueError(
-                f"{name}: every batch must have x of shape {_batch_shape(want_x)} and "
+                f"{name()}: every batch must have x of shape {_batch_shape(want_x)} and "
                 f"{'no y' if want_y is None else f'y of shape {_batch_shape(want_y)}'} like the "
                 f"first; got x {tuple(x.shape)} and "
                 f"{'no y' if y is None else f'y {tuple(y.shape)}'}"
             )
         x = to_device(x).astype(DTYPE, copy=False)
         if not _all_finite(x):
-            raise ValueError(f"{name}: x contains NaN or infinite values")
+            raise ValueError(f"{name()}: x contains NaN or infinite values")
         if y is not None:
             y = to_device(y).astype(DTYPE, copy=False)
             if not _all_finite(y):
-                raise ValueError(f"{name}: y contains NaN or infinite values")
+                raise ValueError(f"{name()}: y contains NaN or infinite values")
         return x, y
 
 
@@ -388,6 +400,17 @@ class DataLoader(Loader):
         y = None if y_path is None else _load_npy("y_path", y_path)
         return cls(x, y, **kwargs)
 
+    @classmethod
+    def trusted(cls, x: Any, y: Any, batch_size: int) -> DataLoader:
+        """A loader over device arrays in DTYPE whose values are already checked.
+
+        ``Model.train`` checks in-memory arrays whole and moves them to the device once;
+        their batches then skip the per-batch checks. Not for user data.
+        """
+        loader = cls(x, y, batch_size, prefetch=0)
+        loader._trusted = True
+        return loader
+
     def subset(self, indices: Any, **options: Any) -> DataLoader:
         """A loader over some of this loader's samples; the data are not copied.
 
@@ -458,7 +481,7 @@ class DataLoader(Loader):
             settings["seed"] = None
         new = DataLoader.__new__(DataLoader)
         new._x, new._y, new._dataset, new._size = self._x, self._y, self._dataset, self._size
-        new._sample_shapes = self._sample_shapes
+        new._sample_shapes, new._trusted = self._sample_shapes, self._trusted
         new._indices = indices
         new._configure(**settings)
         return new
@@ -503,7 +526,7 @@ class DataLoader(Loader):
                 chunk = order[start:stop] if order is not None else np.arange(start, stop)
                 index = np.sort(chunk if self._indices is None else self._indices[chunk])
             x, y = self._take(index)
-            yield self._ready(number, x, y, stop - start, _where(index))
+            yield self._ready(number, x, y, stop - start, index)
 
     def _take(self, index: Any) -> Batch:
         if self._dataset is not None:
@@ -596,7 +619,7 @@ class GeneratorLoader(Loader):
                         f"GeneratorLoader: batch {number} of {len(self)} must be a pair "
                         f"(x_batch, y_batch); got {type(item).__name__}"
                     )
-                yield self._ready(number, item[0], item[1], None, "")
+                yield self._ready(number, item[0], item[1], None, None)
         finally:
             close = getattr(source, "close", None)
             if close is not None:
@@ -659,16 +682,18 @@ def _source_array(a: Any, name: str) -> Any:
     return a
 
 
-def _batch_array(a: Any, name: str, which: str) -> Any:
+def _batch_array(a: Any, name: Callable[[], str], which: str) -> Any:
     if not _is_array(a):
         try:
             a = np.asarray(a)
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{name}: {which} must be an array; got {type(a).__name__}") from error
+            raise ValueError(
+                f"{name()}: {which} must be an array; got {type(a).__name__}"
+            ) from error
     if a.dtype.kind not in "fiub":
-        raise ValueError(f"{name}: {which} must hold numbers; got dtype {a.dtype}")
+        raise ValueError(f"{name()}: {which} must hold numbers; got dtype {a.dtype}")
     if a.ndim < (2 if which == "x" else 1):
-        raise ValueError(f"{name}: {which} must have shape (B, ...) with B first; got {a.shape}")
+        raise ValueError(f"{name()}: {which} must have shape (B, ...) with B first; got {a.shape}")
     return a
 
 
