@@ -95,7 +95,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--gib", type=float, default=4.0, help="size of x.npy (default 4 GiB)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
-    parser.add_argument("--threads", type=int, default=2, help="BLAS threads of each child")
+    # One BLAS thread: batch-32 products are too small to share, and a second thread
+    # leaves the prefetching thread no core on a 2-core machine.
+    parser.add_argument("--threads", type=int, default=1, help="BLAS threads of each child")
     parser.add_argument("--dir", type=Path, default=None, help="where the temporary dir goes")
     args = parser.parse_args()
 
