@@ -105,6 +105,14 @@ def test_plot_learning_curves(tmp_path: Path) -> None:
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_augmented_digits_trains_on_a_generator() -> None:
+    output = run_example("augmented_digits.py", "--epochs", "1")
+    for name in ("plain", "augmented"):
+        assert re.search(rf"{name} CNN, 1 epochs: test accuracy: 0\.\d{{4}}", output), output
+    assert "augmentation changes the accuracy on shifted digits by" in output
+    assert "Traceback" not in output
+
+
 def test_every_example_is_tested() -> None:
     tested = {
         "quickstart.py",
@@ -114,5 +122,6 @@ def test_every_example_is_tested() -> None:
         "save_load_resume.py",
         "gpu.py",
         "plot_learning_curves.py",
+        "augmented_digits.py",
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
