@@ -215,7 +215,7 @@ class Loader:
         # Per-sample shapes (x, y) every batch must have; learned from the first
         # batch when the source does not declare them.
         self._sample_shapes: tuple[tuple[int, ...], tuple[int, ...] | None] | None = None
-        #: True for device arrays in DTYPE checked whole already (`DataLoader.trusted`).
+        #: True for device arrays in DTYPE checked whole already (`DataLoader._checked_arrays`).
         self._trusted = False
 
     def __len__(self) -> int:
@@ -401,7 +401,7 @@ class DataLoader(Loader):
         return cls(x, y, **kwargs)
 
     @classmethod
-    def trusted(cls, x: Any, y: Any, batch_size: int) -> DataLoader:
+    def _checked_arrays(cls, x: Any, y: Any, batch_size: int) -> DataLoader:
         """A loader over device arrays in DTYPE whose values are already checked.
 
         ``Model.train`` checks in-memory arrays whole and moves them to the device once;

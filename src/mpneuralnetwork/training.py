@@ -212,7 +212,7 @@ def training_loader(model: Model, X: Any, y: Any, batch_size: int | None) -> Loa
         _check_memmap(model, X, y)
         return DataLoader(X, y, batch_size)
     x, y = model._check_xy(X, y, "X_train", "y_train")
-    return DataLoader.trusted(x, y, batch_size)
+    return DataLoader._checked_arrays(x, y, batch_size)
 
 
 def _check_memmap(model: Model, x: np.memmap, y: Any) -> None:
