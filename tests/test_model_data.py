@@ -250,3 +250,15 @@ def test_memmap_arguments_are_checked_without_reading(tmp_path: Path) -> None:
     x6 = np.load(tmp_path / "x6.npy", mmap_mode="r")
     with pytest.raises(ValueError, match="X_train and y_train must hold as many samples"):
         classifier().train(x6, np.ones((9, 3)), epochs=1, batch_size=4)
+
+
+def test_predict_on_a_generator_follows_its_batches() -> None:
+    x, y = blobs()
+    model = trained(x, y)
+
+    def pieces() -> Any:
+        for start in (0, 40, 100):
+            yield x[start : start + 40], None  # inputs alone: predict needs no targets
+
+    expected = model.predict(np.concatenate([x[0:40], x[40:80], x[100:140]]))
+    np.testing.assert_allclose(model.predict(GeneratorLoader(pieces, 3)), expected, atol=1e-6)
