@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from mpneuralnetwork import DTYPE, set_seed, to_device, to_host, xp
-from mpneuralnetwork.data import BatchIterator, DataLoader, GeneratorLoader
+from mpneuralnetwork.data import BatchIterator, DataLoader, GeneratorLoader, PrefetchIterator
 
 N = 23  # samples of the small data sets: not a multiple of the batch sizes used
 
@@ -438,7 +438,8 @@ def test_an_error_while_reading_reaches_the_consumer_with_its_traceback() -> Non
 def test_close_is_idempotent_and_ends_iteration() -> None:
     x, y = numbered()
     iterator = iter(DataLoader(x, y, batch_size=2, prefetch=2))
-    assert isinstance(iterator, BatchIterator) and iterator.alive
+    assert isinstance(iterator, PrefetchIterator) and iterator.alive
+    assert type(iter(DataLoader(x, y, prefetch=0))) is BatchIterator
     iterator.close()
     iterator.close()
     with pytest.raises(StopIteration):

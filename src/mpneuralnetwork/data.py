@@ -12,9 +12,9 @@ device with `to_device`, so only one batch at a time has to fit in memory (host 
   (augmentation), a given number of them per epoch.
 
 With ``prefetch > 0`` a background thread prepares the next batches while the model
-computes on the current one (`BatchIterator`). The thread ends when the epoch ends,
-when the consumer stops early (``break``, an exception, Ctrl-C) or when the iterator
-is closed or garbage-collected.
+computes on the current one (`PrefetchIterator`; `BatchIterator` reads on demand).
+The thread ends when the epoch ends, when the consumer stops early (``break``, an
+exception, Ctrl-C) or when the iterator is closed or garbage-collected.
 """
 
 from __future__ import annotations
@@ -31,7 +31,14 @@ import numpy as np
 from . import _checks
 from .backend import DTYPE, to_device, to_host, xp
 
-__all__ = ["BatchIterator", "DataLoader", "Dataset", "GeneratorLoader", "Loader"]
+__all__ = [
+    "BatchIterator",
+    "DataLoader",
+    "Dataset",
+    "GeneratorLoader",
+    "Loader",
+    "PrefetchIterator",
+]
 
 #: ``(x_batch, y_batch)``; ``y_batch`` is None for a loader without targets.
 Batch = tuple[Any, Any]
@@ -55,89 +62,44 @@ class Dataset(Protocol):
 
 # ==================================================================== the iterators
 class BatchIterator:
-    """One epoch of batches; ``next()`` returns the next ``(x_batch, y_batch)``.
+    """One epoch of batches, read on demand in the calling thread.
 
-    Without prefetching the batches are read on demand in the calling thread. With
-    ``prefetch = k > 0`` a daemon thread reads ahead and keeps up to ``k`` ready
-    batches in a bounded `queue.Queue`; an error raised while reading reaches the
-    consumer at the batch where it happened.
-
-    `close` (also called at the end of the epoch, on an error, by ``with``, and when
-    the iterator is garbage-collected, e.g. after ``break``) shuts the thread down in
-    this order: set the *done* event, empty the queue so that a blocked ``put``
-    returns, join the thread. The thread then closes the batch generator, which
-    closes a user's generator (its ``finally`` clauses run) and drops its references
-    to the data.
+    ``next()`` returns the next ``(x_batch, y_batch)``. `close` ends the epoch early
+    (it is also called at the end of the epoch, on an error, by ``with``, and when the
+    iterator is garbage-collected, e.g. after ``break``): it closes the batch
+    generator, which closes a user's generator (its ``finally`` clauses run) and drops
+    its references to the data.
 
     Args:
-        batches: The epoch's batches (a generator, advanced in the reading thread).
-        prefetch: Batches read ahead, >= 0 (0: no thread).
+        batches: The epoch's batches (a generator).
     """
 
-    #: Seconds between two looks at the done event of a thread blocked on a full queue.
-    POLL = 0.05
-
-    def __init__(self, batches: Iterator[Batch], prefetch: int) -> None:
+    def __init__(self, batches: Iterator[Batch]) -> None:
         self._batches: Iterator[Batch] | None = batches
-        self._queue: queue.Queue[Any] | None = None
-        self._done = threading.Event()
-        self._thread: threading.Thread | None = None
-        if prefetch > 0:
-            self._queue = queue.Queue(maxsize=prefetch)
-            # The thread gets the generator, the queue and the event, never `self`:
-            # an iterator dropped half-read can then be garbage-collected, and closed.
-            self._thread = threading.Thread(
-                target=_produce,
-                args=(batches, self._queue, self._done),
-                name="mpneuralnetwork-prefetch",
-                daemon=True,
-            )
-            self._batches = None
-            self._thread.start()
 
     def __iter__(self) -> BatchIterator:
         return self
 
     def __next__(self) -> Batch:
-        if self._done.is_set():
+        if self._batches is None:
             raise StopIteration
-        if self._queue is None:
-            assert self._batches is not None
-            try:
-                return next(self._batches)
-            except BaseException:  # StopIteration included: the epoch is over either way
-                self.close()
-                raise
-        item = self._queue.get()
-        if item is _END:
+        try:
+            return next(self._batches)
+        except BaseException:  # StopIteration included: the epoch is over either way
             self.close()
-            raise StopIteration
-        if isinstance(item, _Failure):
-            self.close()
-            raise item.error
-        return item
+            raise
 
     def close(self) -> None:
-        """Stop reading: end the thread (done event, queue emptied, join); idempotent."""
-        if self._done.is_set():
-            return
-        self._done.set()
-        if self._thread is not None:
-            assert self._queue is not None
-            _drain(self._queue)
-            self._thread.join()
-            _drain(self._queue)  # what the thread put between the two looks
-            self._thread = None
-        elif self._batches is not None:
-            close = getattr(self._batches, "close", None)
-            if close is not None:
-                close()
-            self._batches = None
+        """Stop reading; idempotent."""
+        batches, self._batches = self._batches, None
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
 
     @property
     def alive(self) -> bool:
-        """True while a reading thread runs."""
-        return self._thread is not None and self._thread.is_alive()
+        """True while a reading thread runs (never, here)."""
+        return False
 
     def __enter__(self) -> BatchIterator:
         return self
@@ -150,6 +112,67 @@ class BatchIterator:
             self.close()
         except Exception:  # nothing useful to do during garbage collection
             pass
+
+
+class PrefetchIterator(BatchIterator):
+    """One epoch of batches read ahead by a daemon thread.
+
+    The thread keeps up to ``prefetch`` ready batches in a bounded `queue.Queue`; an
+    error raised while reading reaches the consumer at the batch where it happened,
+    with its traceback. `close` shuts the thread down in this order: set the *done*
+    event, empty the queue so that a blocked ``put`` returns, join the thread; the
+    thread closes the batch generator on its way out.
+
+    Args:
+        batches: The epoch's batches (a generator, advanced in the reading thread).
+        prefetch: Batches read ahead, >= 1.
+    """
+
+    #: Seconds between two looks at the done event of a thread blocked on a full queue.
+    POLL = 0.05
+
+    def __init__(self, batches: Iterator[Batch], prefetch: int) -> None:
+        super().__init__(batches)
+        self._batches = None  # the thread's alone from now on
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=prefetch)
+        self._done = threading.Event()
+        # The thread gets the generator, the queue and the event, never `self`: an
+        # iterator dropped half-read can then be garbage-collected, and closed.
+        self._thread: threading.Thread | None = threading.Thread(
+            target=_produce,
+            args=(batches, self._queue, self._done),
+            name="mpneuralnetwork-prefetch",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def __next__(self) -> Batch:
+        if self._done.is_set():
+            raise StopIteration
+        item = self._queue.get()
+        if item is _END:
+            self.close()
+            raise StopIteration
+        if isinstance(item, _Failure):
+            self.close()
+            raise item.error
+        return item
+
+    def close(self) -> None:
+        """Stop reading: done event, queue emptied, thread joined; idempotent."""
+        if self._done.is_set():
+            return
+        self._done.set()
+        if self._thread is not None:
+            _drain(self._queue)
+            self._thread.join()
+            _drain(self._queue)  # what the thread put between the two looks
+            self._thread = None
+
+    @property
+    def alive(self) -> bool:
+        """True while the reading thread runs."""
+        return self._thread is not None and self._thread.is_alive()
 
 
 class _Failure:
@@ -181,7 +204,7 @@ def _put(out: queue.Queue[Any], item: Any, done: threading.Event) -> bool:
     """Put ``item``, waiting while the queue is full; False if ``done`` is set meanwhile."""
     while not done.is_set():
         try:
-            out.put(item, timeout=BatchIterator.POLL)
+            out.put(item, timeout=PrefetchIterator.POLL)
             return True
         except queue.Full:
             continue
@@ -215,14 +238,16 @@ class Loader:
         # Per-sample shapes (x, y) every batch must have; learned from the first
         # batch when the source does not declare them.
         self._sample_shapes: tuple[tuple[int, ...], tuple[int, ...] | None] | None = None
-        #: True for device arrays in DTYPE checked whole already (`DataLoader._checked_arrays`).
+        # True for device arrays in DTYPE checked whole already (see _checked_arrays).
         self._trusted = False
 
     def __len__(self) -> int:
         raise NotImplementedError
 
     def __iter__(self) -> BatchIterator:
-        return BatchIterator(self._epoch(), self.prefetch)
+        if self.prefetch == 0:
+            return BatchIterator(self._epoch())
+        return PrefetchIterator(self._epoch(), self.prefetch)
 
     @property
     def sample_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...] | None] | None:
