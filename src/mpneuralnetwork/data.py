@@ -704,6 +704,10 @@ def _source_array(a: Any, name: str) -> Any:
         a = np.asarray(a)  # a list: there is no data set to spare a copy of
     if a.dtype.kind not in "fiub":
         raise ValueError(f"DataLoader: {name} must hold numbers; got dtype {a.dtype}")
+    if isinstance(a, np.memmap):
+        # A plain view of the same mapping: indexing it skips np.memmap's per-call
+        # subclass overhead, and it keeps the mapping alive as long as it lives.
+        a = a.view(np.ndarray)
     return a
 
 
