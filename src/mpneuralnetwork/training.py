@@ -216,8 +216,7 @@ def training_loader(model: Model, X: Any, y: Any, batch_size: int | None) -> Loa
 
 
 def _check_memmap(model: Model, x: np.memmap, y: Any) -> None:
-    """What can be checked of a memory-mapped X_train without reading it (values are
-    checked batch by batch)."""
+    """Check a memory-mapped X_train without reading it (its values: batch by batch)."""
     if x.dtype.kind not in "fiub":
         raise ValueError(f"X_train must hold numbers; got dtype {x.dtype}")
     if x.shape[1:] != model.input_shape or x.ndim < 2:
