@@ -133,7 +133,7 @@ def test_a_memmap_is_read_batch_by_batch(tmp_path: Path) -> None:
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak < 0.25 * x.nbytes
+    assert peak < 0.4 * x.nbytes  # batches read 16 at a time, some queued: not the data set
     assert model.history is not None
     assert model.history.history["val_loss"][-1] < 0.5 * model.history.history["val_loss"][0]
 

@@ -43,6 +43,11 @@ __all__ = [
 #: ``(x_batch, y_batch)``; ``y_batch`` is None for a loader without targets.
 Batch = tuple[Any, Any]
 
+#: At most this many batches of arrays are read at once (then split into views) ...
+READ_BATCHES = 16
+#: ... and at most this many bytes: the Python work per batch shrinks, the memory not much.
+READ_BYTES = 2 * 2**20
+
 
 @runtime_checkable
 class Dataset(Protocol):
@@ -542,16 +547,50 @@ class DataLoader(Loader):
         return self._read(order, n)
 
     def _read(self, order: np.ndarray | None, n: int) -> Iterator[Batch]:
-        for number, start in enumerate(range(0, len(self) * self.batch_size, self.batch_size), 1):
-            stop = min(start + self.batch_size, n)
-            if order is None and self._indices is None:
-                # In order over everything: a slice, a view of an in-memory array.
-                index: Any = slice(start, stop)
+        total = len(self)
+        per_read = self._batches_per_read()
+        for first in range(0, total, per_read):
+            numbers = range(first, min(first + per_read, total))
+            indexes = [self._batch_index(order, b, n) for b in numbers]
+            if self._dataset is not None:  # a dataset is asked one batch at a time
+                for b, index in zip(numbers, indexes, strict=True):
+                    x, y = self._take(index)
+                    yield self._ready(b + 1, x, y, _size(index), index)
+                continue
+            # Arrays: one read, one check and one transfer for several batches (fewer
+            # calls per batch), then a view per batch.
+            if all(isinstance(index, slice) for index in indexes):
+                joined: Any = slice(indexes[0].start, indexes[-1].stop)
             else:
-                chunk = order[start:stop] if order is not None else np.arange(start, stop)
-                index = np.sort(chunk if self._indices is None else self._indices[chunk])
-            x, y = self._take(index)
-            yield self._ready(number, x, y, stop - start, index)
+                joined = np.concatenate(indexes)
+            x, y = self._take(joined)
+            bounds = np.cumsum([0] + [_size(index) for index in indexes]).tolist()
+            parts = list(zip(numbers, indexes, bounds[:-1], bounds[1:], strict=True))
+            try:
+                x, y = self._ready(first + 1, x, y, None, None)
+            except ValueError:
+                for b, index, a, z in parts:  # name the batch at fault
+                    self._ready(b + 1, x[a:z], None if y is None else y[a:z], z - a, index)
+                raise
+            for _, _, a, z in parts:
+                yield x[a:z], None if y is None else y[a:z]
+
+    def _batch_index(self, order: np.ndarray | None, b: int, n: int) -> Any:
+        """The samples of batch ``b`` (0-based): a slice, or sorted indices."""
+        start, stop = b * self.batch_size, min((b + 1) * self.batch_size, n)
+        if order is None and self._indices is None:
+            return slice(start, stop)  # in order over everything: a view of an array
+        chunk = order[start:stop] if order is not None else np.arange(start, stop)
+        return np.sort(chunk if self._indices is None else self._indices[chunk])
+
+    def _batches_per_read(self) -> int:
+        """Batches read together from arrays: up to READ_BATCHES, within READ_BYTES."""
+        if self._dataset is not None:
+            return 1
+        sample = self._x.itemsize * math.prod(self._x.shape[1:])
+        if self._y is not None:
+            sample += self._y.itemsize * math.prod(self._y.shape[1:])
+        return max(1, min(READ_BATCHES, READ_BYTES // max(1, sample * self.batch_size)))
 
     def _take(self, index: Any) -> Batch:
         if self._dataset is not None:
@@ -759,6 +798,10 @@ def _index_array(indices: Any, n: int) -> np.ndarray:
             f"DataLoader.subset: indices must be in [0, {n - 1}]; got values in [{low}, {high}]"
         )
     return array
+
+
+def _size(index: Any) -> int:
+    return index.stop - index.start if isinstance(index, slice) else len(index)
 
 
 def _where(index: Any) -> str:
