@@ -445,9 +445,9 @@ class DataLoader(Loader):
         """A loader over some of this loader's samples; the data are not copied.
 
         Args:
-            indices: 1-D integer positions in ``range(len(dataset))``, as numbers of
-                this loader's samples (a subset of a subset counts in the subset).
-                They are sorted: the subset lists its samples in increasing order.
+            indices: 1-D integer positions among this loader's samples, in
+                ``[0, num_samples)`` (for a subset of a subset, positions in the
+                subset). They are sorted: a subset lists its samples in increasing order.
             **options: ``batch_size``, ``shuffle``, ``drop_last``, ``prefetch`` or
                 ``seed`` to change; the others are kept.
 
