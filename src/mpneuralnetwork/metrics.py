@@ -7,6 +7,7 @@ the shape of ``y_true``: (N, features), or (N, classes) one-hot.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from . import _checks
@@ -21,6 +22,7 @@ __all__ = [
     "Precision",
     "R2Score",
     "Recall",
+    "Scores",
     "TopKAccuracy",
 ]
 
@@ -57,7 +59,10 @@ class Metric:
 
     @property
     def key(self) -> str:
-        """The name of the metric in logs and results: the lower-cased class name."""
+        """The name of the metric in logs, results and `History`: the lower-cased class name.
+
+        A model refuses two metrics with the same key (a `ValueError` when the model is built).
+        """
         return type(self).__name__.lower()
 
     def __repr__(self) -> str:
@@ -188,6 +193,18 @@ class _ClassScore(Metric):
 class Precision(_ClassScore):
     """TP/(TP + FP + ε); macro average over classes for one-hot targets.
 
+    On binary targets (one column) it measures the positive class, label 1.
+
+    Called as ``precision(y_true, y_pred, num_classes=1, no_check=False)``:
+
+    - ``y_true``: one-hot (N, classes) or binary (N, 1) targets; with ``no_check=True``,
+      class labels (N,).
+    - ``y_pred``: probabilities with the shape of ``y_true``; with ``no_check=True``,
+      class labels (N,).
+    - ``num_classes``: with ``no_check=True``, the number of classes (1: binary labels,
+      1 the positive class; more: the macro average over that many classes).
+    - ``no_check``: True when both inputs are already class labels.
+
     Args:
         epsilon: Keeps the division finite when nothing is predicted.
     """
@@ -199,6 +216,11 @@ class Precision(_ClassScore):
 class Recall(_ClassScore):
     """TP/(TP + FN + ε); macro average over classes for one-hot targets.
 
+    On binary targets (one column) it measures the positive class, label 1.
+
+    Called as ``recall(y_true, y_pred, num_classes=1, no_check=False)``, with the
+    arguments described under `Precision`.
+
     Args:
         epsilon: Keeps the division finite when a class is absent.
     """
@@ -209,6 +231,9 @@ class Recall(_ClassScore):
 
 class F1Score(Metric):
     """2PR/(P + R + ε) from `Precision` and `Recall`.
+
+    Called as ``f1(y_true, y_pred, num_classes=1, no_check=False)``, with the
+    arguments described under `Precision`.
 
     Args:
         epsilon: Used by the three divisions.
@@ -237,12 +262,20 @@ class F1Score(Metric):
 class TopKAccuracy(Metric):
     """Fraction of samples whose true class is among the k highest scores.
 
+    Its key holds k (``top5accuracy`` for ``TopKAccuracy(5)``), so a model can report
+    several k side by side.
+
     Args:
         k: How many of the highest scores count, >= 1.
     """
 
     def __init__(self, k: int) -> None:
         self.k = _checks.positive_int("TopKAccuracy", "k", k)
+
+    @property
+    def key(self) -> str:
+        """``top{k}accuracy``, e.g. ``top5accuracy``."""
+        return f"top{self.k}accuracy"
 
     def __call__(self, y_true: ArrayType, y_pred: ArrayType) -> float:
         y_pred = y_pred if isinstance(y_pred, xp.ndarray) else xp.asarray(y_pred)
@@ -266,3 +299,49 @@ class TopKAccuracy(Metric):
 
     def get_config(self) -> dict[str, Any]:
         return {"type": "TopKAccuracy", "k": self.k}
+
+
+#: The key of every TopKAccuracy in 1.1, whatever its k.
+_LEGACY_TOPK_KEY = "topkaccuracy"
+
+
+def _check_keys(metrics: Sequence[Metric]) -> None:
+    """Refuse metrics whose keys collide: each value is reported under its key.
+
+    Raises:
+        ValueError: Two metrics share a key, or a metric's key is ``"loss"``.
+    """
+    owners: dict[str, Metric] = {}
+    for metric in metrics:
+        key = metric.key
+        if key == "loss":
+            raise ValueError(f"Model: metric {metric!r} has the key 'loss', which the loss holds")
+        if key in owners:
+            raise ValueError(
+                f"Model: metrics {owners[key]!r} and {metric!r} have the same key {key!r}; "
+                "give each metric once"
+            )
+        owners[key] = metric
+
+
+class Scores(dict[str, float]):
+    """The loss and metric values by key, as `Model.evaluate` and `Model.test` return them.
+
+    A plain dict, with one addition for 1.1 scripts: when the model has exactly one
+    `TopKAccuracy`, its value can also be read under the 1.1 key ``"topkaccuracy"``
+    (``scores["topkaccuracy"]``). That alias is not listed among the keys.
+
+    Args:
+        values: ``{key: value}``, ``"loss"`` first.
+        metrics: The model's metrics.
+    """
+
+    def __init__(self, values: dict[str, float], metrics: Sequence[Metric]) -> None:
+        super().__init__(values)
+        top = [m.key for m in metrics if isinstance(m, TopKAccuracy)]
+        self._legacy = top[0] if len(top) == 1 else None
+
+    def __missing__(self, key: str) -> float:
+        if key == _LEGACY_TOPK_KEY and self._legacy is not None:
+            return self[self._legacy]
+        raise KeyError(key)

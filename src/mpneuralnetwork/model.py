@@ -14,7 +14,7 @@ from .backend import DTYPE, ArrayType, to_device, to_host, xp
 from .history import History
 from .layers import BatchNormalization, Convolutional, Dense, Dropout, Layer
 from .losses import MSE, BinaryCrossEntropy, CategoricalCrossEntropy, Loss
-from .metrics import RMSE, Accuracy, F1Score, Metric, R2Score
+from .metrics import RMSE, Accuracy, F1Score, Metric, R2Score, Scores, _check_keys
 from .optimizers import SGD, Optimizer
 from .serialization import Snapshot, get_model_weights, restore_model_weights
 
@@ -79,6 +79,7 @@ class Model:
         self.metrics: list[Metric] = (
             list(metrics) if metrics is not None else self._default_metrics()
         )
+        _check_keys(self.metrics)
         self.history: History | None = None
 
     # ------------------------------------------------------------ construction
@@ -228,7 +229,7 @@ class Model:
         ]
         return xp.concatenate(parts)
 
-    def _scores(self, y: Any, logits: Any, loss: float) -> dict[str, float]:
+    def _scores(self, y: Any, logits: Any, loss: float) -> Scores:
         predictions = self._activate(logits)
         scores = {"loss": loss}
         for metric in self.metrics:
@@ -236,7 +237,7 @@ class Model:
                 scores[metric.key] = RMSE.from_mse(loss)
             else:
                 scores[metric.key] = metric(y, predictions)
-        return scores
+        return Scores(scores, self.metrics)
 
     # ---------------------------------------------------------------- training
     def train(
