@@ -60,11 +60,13 @@ def test_cnn_digits_trains_saves_and_reloads(tmp_path: Path) -> None:
 
 
 def test_save_load_resume(tmp_path: Path) -> None:
-    path = tmp_path / "model.npz"
-    output = run_example("save_load_resume.py", "--epochs", "2", "--path", str(path))
+    # A path without ".npz": save_model appends it, and the script must use the path
+    # it returns.
+    output = run_example("save_load_resume.py", "--epochs", "2", "--path", str(tmp_path / "model"))
     assert "predictions equal after load_model: True" in output
     assert "test accuracy after resuming:" in output
-    assert path.is_file()
+    assert f"saved to {tmp_path / 'model.npz'} (" in output
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]
 
 
 def test_gpu_example_falls_back_to_numpy(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mpneuralnetwork import to_host
+from mpneuralnetwork import to_device, to_host
 from mpneuralnetwork.layers import Dense
 from mpneuralnetwork.losses import CategoricalCrossEntropy
 from mpneuralnetwork.metrics import Accuracy, F1Score, Metric, TopKAccuracy
@@ -30,7 +30,7 @@ TARGETS = np.eye(4, dtype=np.float32)
 
 def identity_model(metrics: list[Metric]) -> Model:
     model = Model([Dense(4, input_size=4, no_bias=True)], CategoricalCrossEntropy(), None, metrics)
-    model.layers[0].weights[...] = np.eye(4, dtype=np.float32)
+    model.layers[0].weights[...] = to_device(np.eye(4, dtype=np.float32))
     return model
 
 

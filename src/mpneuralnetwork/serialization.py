@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
+import secrets
+import stat
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from .model import Model
 
 __all__ = ["get_model_weights", "load_model", "restore_model_weights", "save_model"]
+
+#: Windows opens files in text mode unless asked; elsewhere the flag does not exist.
+_O_BINARY = getattr(os, "O_BINARY", 0)
 
 _OPTIMIZER_KEY = re.compile(r"^optimizer_(?P<state>[A-Za-z0-9]+)_(?P<param>layer_\d+_\w+)$")
 
@@ -141,7 +145,13 @@ def save_model(model: Model, filepath: str | os.PathLike[str]) -> Path:
     """Save a model to one compressed ``.npz`` archive (``.npz`` appended when missing).
 
     The file is written to a temporary file in the same folder and then renamed,
-    so a failed save leaves any previous file intact.
+    so a failed save leaves any previous file intact. A new file gets the
+    permissions of any file the program writes (0o666 less the umask); an
+    overwritten file keeps its permissions.
+
+    Args:
+        model: The model to save.
+        filepath: Where to write (a str or a path).
 
     Returns:
         The path written.
@@ -162,18 +172,74 @@ def save_model(model: Model, filepath: str | os.PathLike[str]) -> Path:
         del arrays[f"optimizer_{name}"]
     arrays["architecture"] = np.array(json.dumps(architecture))
     arrays["model_config"] = np.array(json.dumps(config))
-    folder = path.parent if str(path.parent) else Path(".")
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = _create_temporary(path)
     try:
         with os.fdopen(handle, "wb") as file:
             np.savez_compressed(file, **arrays)  # type: ignore[arg-type]
             file.flush()
             os.fsync(file.fileno())
+        if path.exists():  # an overwrite keeps the file's permissions
+            os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def _create_temporary(path: Path) -> tuple[int, str]:
+    """A new, empty file next to ``path``, open for writing, and its name.
+
+    It is created with mode 0o666 so that the umask (and a default ACL) apply, as for
+    any file a program writes; `tempfile.mkstemp` would force 0o600.
+    """
+    folder = path.parent if str(path.parent) else Path(".")
+    for _ in range(100):
+        name = str(folder / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o666), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"save_model: no free temporary file name next to {path}")
+
+
+_BASES: dict[str, type] = {
+    "layer": layers.Layer,
+    "loss": losses.Loss,
+    "optimizer": optimizers.Optimizer,
+    "metric": metrics.Metric,
+}
+
+
+def _registries(custom_objects: Mapping[str, type] | None) -> dict[str, dict[str, type]]:
+    """The classes `load_model` may build, by kind: the library's, then the user's."""
+    found = {
+        "layer": dict(_LAYERS),
+        "loss": dict(_LOSSES),
+        "optimizer": dict(_OPTIMIZERS),
+        "metric": dict(_METRICS),
+    }
+    if custom_objects is None:
+        return found
+    if not isinstance(custom_objects, Mapping):
+        raise TypeError(
+            "load_model: custom_objects must be a dict {class name: class}; got "
+            f"{type(custom_objects).__name__}"
+        )
+    for name, cls in custom_objects.items():
+        if not isinstance(name, str):
+            raise TypeError(f"load_model: custom_objects keys must be class names; got {name!r}")
+        kind = next(
+            (k for k, base in _BASES.items() if isinstance(cls, type) and issubclass(cls, base)),
+            None,
+        )
+        if kind is None:
+            raise TypeError(
+                f"load_model: custom_objects[{name!r}] must be a subclass of Layer, Loss, "
+                f"Optimizer or Metric; got {cls!r}"
+            )
+        found[kind][name] = cls
+    return found
 
 
 def _build(kind: str, registry: dict[str, type], config: Any) -> Any:
@@ -185,7 +251,10 @@ def _build(kind: str, registry: dict[str, type], config: Any) -> Any:
     name = kwargs.pop("type")
     cls = registry.get(name)
     if cls is None:
-        raise ValueError(f"load_model: unknown {kind} class {name!r}; known: {sorted(registry)}")
+        raise ValueError(
+            f"load_model: unknown {kind} class {name!r}; known: {sorted(registry)}. "
+            f"Pass your own classes as load_model(path, custom_objects={{{name!r}: {name}}})"
+        )
     if "input_shape" in kwargs and isinstance(kwargs["input_shape"], list):
         kwargs["input_shape"] = tuple(kwargs["input_shape"])
     try:
@@ -206,19 +275,30 @@ def _read_json(archive: Any, name: str, path: Path) -> Any:
         raise ValueError(f"load_model: {name!r} in {path} is not valid JSON ({exc})") from None
 
 
-def load_model(path: str | os.PathLike[str]) -> Model:
+def load_model(
+    path: str | os.PathLike[str], custom_objects: Mapping[str, type] | None = None
+) -> Model:
     """Load a model saved by `save_model`, ready to predict or to resume training.
+
+    Every class is rebuilt from its JSON config as ``cls(**config)``; nothing is
+    unpickled. Only the library's classes are known, plus those in ``custom_objects``.
 
     Args:
         path: The archive (``.npz`` appended when the given path does not exist).
+        custom_objects: Your own classes, by the name their config holds (the class
+            name, by default): ``{"Scale": Scale}``. Each must subclass `Layer`
+            (activations included), `Loss`, `Optimizer` or `Metric`; a name of the
+            library's own classes is replaced by yours.
 
     Raises:
         ValueError: The file is not a valid model archive: missing, extra or
             mis-shaped arrays, unknown classes, bad configs, or pickled content.
+        TypeError: ``custom_objects`` is not a dict of such classes.
         FileNotFoundError: No such file.
     """
     from .model import Model
 
+    registries = _registries(custom_objects)
     path = Path(path)
     if not path.exists() and path.suffix != ".npz" and path.with_name(path.name + ".npz").exists():
         path = path.with_name(path.name + ".npz")
@@ -237,14 +317,14 @@ def load_model(path: str | os.PathLike[str]) -> Model:
             raise ValueError("load_model: 'architecture' must be a non-empty list of layer configs")
         if not isinstance(config, dict) or "loss" not in config or "optimizer" not in config:
             raise ValueError("load_model: 'model_config' must hold 'loss' and 'optimizer'")
-        layer_list = [_build("layer", _LAYERS, c) for c in architecture]
-        loss = _build("loss", _LOSSES, config["loss"])
-        optimizer = _build("optimizer", _OPTIMIZERS, config["optimizer"])
+        layer_list = [_build("layer", registries["layer"], c) for c in architecture]
+        loss = _build("loss", registries["loss"], config["loss"])
+        optimizer = _build("optimizer", registries["optimizer"], config["optimizer"])
         metric_list = None
         if config.get("metrics") is not None:
             if not isinstance(config["metrics"], list):
                 raise ValueError("load_model: 'metrics' must be a list of metric configs")
-            metric_list = [_build("metric", _METRICS, c) for c in config["metrics"]]
+            metric_list = [_build("metric", registries["metric"], c) for c in config["metrics"]]
         model = Model(layer_list, loss, optimizer, metric_list)
         if len(model.layers) != len(layer_list):
             raise ValueError("load_model: the architecture ends with the loss's output activation")

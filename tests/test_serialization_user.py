@@ -1,0 +1,153 @@
+"""save_model / load_model as users meet them: their own classes, and file permissions."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mpneuralnetwork import DTYPE, to_host, xp
+from mpneuralnetwork.activations import ReLU
+from mpneuralnetwork.layers import Dense, Layer
+from mpneuralnetwork.losses import MSE
+from mpneuralnetwork.metrics import Metric
+from mpneuralnetwork.model import Model
+from mpneuralnetwork.optimizers import Adam
+from mpneuralnetwork.serialization import load_model, save_model
+
+
+class Scale(Layer):
+    """y = x · a, one learnable factor per feature (the Internals page's example)."""
+
+    def __init__(self, initial: float = 1.0) -> None:
+        super().__init__()
+        self.initial = initial
+
+    def build(self, input_shape: Any) -> None:
+        super().build(input_shape)
+        self.a = xp.full((1, *self.input_shape), self.initial, dtype=DTYPE)
+        self.a_gradient = xp.zeros_like(self.a)
+
+    def forward(self, input_batch: Any, training: bool = True) -> Any:
+        self.input = input_batch
+        return input_batch * self.a
+
+    def backward(self, output_gradient_batch: Any) -> Any:
+        self.a_gradient = (output_gradient_batch * self.input).sum(axis=0, keepdims=True)
+        return output_gradient_batch * self.a
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"a": (self.a, self.a_gradient)}
+
+    def get_config(self) -> dict[str, Any]:
+        return {"type": "Scale", "initial": self.initial}
+
+
+class MeanError(Metric):
+    """Mean of y_pred − y_true (a custom metric)."""
+
+    def __call__(self, y_true: Any, y_pred: Any) -> float:
+        return float((xp.asarray(y_pred) - xp.asarray(y_true)).mean())
+
+
+def trained_model(rng: np.random.Generator) -> tuple[Model, np.ndarray]:
+    x = rng.normal(size=(32, 3)).astype(np.float32)
+    y = rng.normal(size=(32, 2)).astype(np.float32)
+    model = Model(
+        [Dense(4, input_size=3), ReLU(), Scale(0.5), Dense(2)], MSE(), Adam(), [MeanError()]
+    )
+    model.train(x, y, epochs=2, batch_size=8, auto_evaluation=0, verbose=0)
+    return model, x
+
+
+def test_custom_classes_load_with_custom_objects(tmp_path: Path, rng: np.random.Generator) -> None:
+    model, x = trained_model(rng)
+    path = save_model(model, tmp_path / "custom")
+    restored = load_model(path, custom_objects={"Scale": Scale, "MeanError": MeanError})
+    assert isinstance(restored.layers[2], Scale) and restored.layers[2].initial == 0.5
+    np.testing.assert_array_equal(to_host(restored.layers[2].a), to_host(model.layers[2].a))
+    assert not np.all(to_host(model.layers[2].a) == 0.5)  # it was trained, then restored
+    assert [type(m) for m in restored.metrics] == [MeanError]
+    assert restored.optimizer.t == model.optimizer.t
+    np.testing.assert_array_equal(restored.predict(x), model.predict(x))
+
+
+def test_unknown_class_names_custom_objects(tmp_path: Path, rng: np.random.Generator) -> None:
+    model, _ = trained_model(rng)
+    path = save_model(model, tmp_path / "custom.npz")
+    with pytest.raises(ValueError, match=r"unknown layer class 'Scale'.*custom_objects"):
+        load_model(path)
+    with pytest.raises(ValueError, match="unknown metric class 'MeanError'"):
+        load_model(path, custom_objects={"Scale": Scale})
+
+
+@pytest.mark.parametrize(
+    ("custom_objects", "message"),
+    [
+        ([Scale], "custom_objects must be a dict"),
+        ({"Scale": Scale()}, r"custom_objects\['Scale'\] must be a subclass"),
+        ({"Scale": dict}, r"custom_objects\['Scale'\] must be a subclass"),
+        ({3: Scale}, "keys must be class names"),
+    ],
+)
+def test_bad_custom_objects_are_refused(
+    tmp_path: Path, rng: np.random.Generator, custom_objects: Any, message: str
+) -> None:
+    model, _ = trained_model(rng)
+    path = save_model(model, tmp_path / "custom.npz")
+    with pytest.raises(TypeError, match=message):
+        load_model(path, custom_objects=custom_objects)
+
+
+# ------------------------------------------------------------------- permissions
+posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes and umask")
+
+
+@pytest.fixture
+def umask() -> Iterator[Any]:
+    """Set the process umask for one test, then put the old one back."""
+    old = os.umask(0o022)
+    os.umask(old)
+
+    def set_mask(mask: int) -> None:
+        os.umask(mask)
+
+    yield set_mask
+    os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@posix_only
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o077])
+def test_a_new_file_gets_the_umask_mode(tmp_path: Path, umask: Any, mask: int) -> None:
+    umask(mask)
+    model = Model([Dense(2, input_size=3)], MSE())
+    path = save_model(model, tmp_path / "new")
+    assert _mode(path) == 0o666 & ~mask
+    assert [p.name for p in tmp_path.iterdir()] == ["new.npz"]  # no temporary file left
+
+
+@posix_only
+def test_an_overwrite_keeps_the_old_mode(tmp_path: Path, umask: Any) -> None:
+    umask(0o077)
+    path = tmp_path / "shared.npz"
+    model = Model([Dense(2, input_size=3)], MSE())
+    save_model(model, path)
+    path.chmod(0o664)
+    before = path.stat().st_ino
+    save_model(model, path)
+    assert path.stat().st_ino != before  # replaced by a new file (atomic rename) ...
+    assert _mode(path) == 0o664  # ... with the old file's permissions
+    path.chmod(0o400)  # read-only: the folder allows the replacement, the mode stays
+    save_model(model, path)
+    assert _mode(path) == 0o400
+    assert [p.name for p in tmp_path.iterdir()] == ["shared.npz"]
