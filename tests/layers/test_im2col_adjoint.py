@@ -18,7 +18,7 @@ def test_col2im_of_the_transposed_windows_is_the_adjoint(
 ) -> None:
     x = rng.normal(size=(2, 3, 7, 8))
     windows = to_host(im2col(to_device(x), k, stride))
-    n, h_out, w_out, c = windows.shape[:4]
+    h_out, w_out, c = windows.shape[1:4]
     w = rng.normal(size=windows.shape)
     back = to_host(col2im(to_device(w.transpose(TO_COL2IM)), x.shape, (c, h_out, w_out), k, stride))
     # <im2col(x), w> == <x, col2im(w transposed)>, in float64.

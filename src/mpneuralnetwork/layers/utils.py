@@ -1,4 +1,4 @@
-"""Window extraction for the 2-D layers: ``im2col`` and ``col2im`` (its adjoint, up to axis order)."""
+"""Window extraction for the 2-D layers: ``im2col`` and ``col2im``, adjoint up to an axis order."""
 
 from __future__ import annotations
 
