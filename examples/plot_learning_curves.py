@@ -5,7 +5,9 @@ Needs matplotlib: pip install "mpneuralnetwork[plot]"
 Run it from the repository root:
 
     python examples/plot_learning_curves.py
-    python examples/plot_learning_curves.py --output docs/assets/learning_curves.png
+    python examples/plot_learning_curves.py --output /tmp/curves.png --verbose 0
+
+The documentation site draws its learning-curve figure with this script when it is built.
 """
 
 from __future__ import annotations
