@@ -1,4 +1,8 @@
-"""save_model / load_model as users meet them: their own classes, and file permissions."""
+"""What users meet beyond the built-in classes.
+
+Their own layers, losses and metrics (training, saving, ``load_model(custom_objects=)``),
+and the permissions of saved files.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mpneuralnetwork import DTYPE, to_host, xp
+from mpneuralnetwork import DTYPE, to_device, to_host, xp
 from mpneuralnetwork.activations import ReLU
 from mpneuralnetwork.layers import Dense, Layer
-from mpneuralnetwork.losses import MSE
+from mpneuralnetwork.losses import MSE, Loss
 from mpneuralnetwork.metrics import Metric
 from mpneuralnetwork.model import Model
-from mpneuralnetwork.optimizers import Adam
+from mpneuralnetwork.optimizers import SGD, Adam
 from mpneuralnetwork.serialization import load_model, save_model
 
 
@@ -151,3 +155,36 @@ def test_an_overwrite_keeps_the_old_mode(tmp_path: Path, umask: Any) -> None:
     save_model(model, path)
     assert _mode(path) == 0o400
     assert [p.name for p in tmp_path.iterdir()] == ["shared.npz"]
+
+
+# ------------------------------------------------------------------ a user's own loss
+class HalfSquared(Loss):
+    """A loss written as users write one: only the public direct and prime."""
+
+    def direct(self, output: Any, expected: Any) -> float:
+        diff = xp.asarray(output) - xp.asarray(expected)
+        return float((diff * diff).sum()) / (2 * diff.shape[0])
+
+    def prime(self, output: Any, expected: Any) -> Any:
+        return (xp.asarray(output) - xp.asarray(expected)) / output.shape[0]
+
+
+def test_a_loss_with_only_direct_and_prime_trains_and_loads(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    x = rng.normal(size=(16, 3)).astype(np.float32)
+    y = rng.normal(size=(16, 1)).astype(np.float32)
+    model = Model([Dense(1, input_size=3)], HalfSquared(), SGD(learning_rate=0.1))
+    xb, yb = to_device(x[:4]), to_device(y[:4])
+    value, gradient = model.loss.value_and_gradient(xb[:, :1], yb)
+    assert float(value) == model.loss.direct(xb[:, :1], yb)
+    np.testing.assert_array_equal(to_host(gradient), (x[:4, :1] - y[:4]) / 4)
+    history = model.train(x, y, epochs=3, batch_size=16, auto_evaluation=0, verbose=0)
+    # One batch per epoch: the reported loss is the loss before that epoch's step.
+    assert history["loss"][1] < history["loss"][0]
+    restored = load_model(
+        save_model(model, tmp_path / "m"), custom_objects={"HalfSquared": HalfSquared}
+    )
+    np.testing.assert_array_equal(restored.predict(x), model.predict(x))
+    with pytest.raises(NotImplementedError, match="Loss does not implement direct"):
+        Loss().value_and_gradient(to_device(x), to_device(x))

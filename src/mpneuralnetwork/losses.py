@@ -30,11 +30,17 @@ class Loss:
         output, expected = self._check(output, expected)
         return self._value(output, expected), self._gradient(output, expected)
 
+    # A subclass implements either the private pair or the public pair (direct, prime),
+    # as a user's own loss does; the training loop calls value_and_gradient either way.
     def _value(self, output: Any, expected: Any) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} does not implement direct")
+        if type(self).direct is Loss.direct:
+            raise NotImplementedError(f"{type(self).__name__} does not implement direct")
+        return self.direct(output, expected)
 
     def _gradient(self, output: Any, expected: Any) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} does not implement prime")
+        if type(self).prime is Loss.prime:
+            raise NotImplementedError(f"{type(self).__name__} does not implement prime")
+        return self.prime(output, expected)
 
     def _check(self, output: Any, expected: Any) -> tuple[Any, Any]:
         output = output if isinstance(output, xp.ndarray) else xp.asarray(output)
