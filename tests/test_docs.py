@@ -304,7 +304,7 @@ def test_skip_marker_and_errors_name_the_page_line(tmp_path: Path) -> None:
     assert [b.skip for b in blocks] == ["needs a GPU", None]
     with pytest.raises(ZeroDivisionError) as error:
         run_page(page, tmp_path, tmp_path)
-    assert error.traceback[-1].lineno + 1 == 6  # line 6 of the page
+    assert error.traceback[-1].lineno + 1 == 7  # "1 / 0" is on line 7 of the page
     assert Path(error.traceback[-1].path) == page
 
 

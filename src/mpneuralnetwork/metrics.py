@@ -22,7 +22,6 @@ __all__ = [
     "Precision",
     "R2Score",
     "Recall",
-    "Scores",
     "TopKAccuracy",
 ]
 
@@ -324,7 +323,7 @@ def _check_keys(metrics: Sequence[Metric]) -> None:
         owners[key] = metric
 
 
-class Scores(dict[str, float]):
+class _Scores(dict[str, float]):
     """The loss and metric values by key, as `Model.evaluate` and `Model.test` return them.
 
     A plain dict, with one addition for 1.1 scripts: when the model has exactly one

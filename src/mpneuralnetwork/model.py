@@ -14,7 +14,7 @@ from .backend import DTYPE, ArrayType, to_device, to_host, xp
 from .history import History
 from .layers import BatchNormalization, Convolutional, Dense, Dropout, Layer
 from .losses import MSE, BinaryCrossEntropy, CategoricalCrossEntropy, Loss
-from .metrics import RMSE, Accuracy, F1Score, Metric, R2Score, Scores, _check_keys
+from .metrics import RMSE, Accuracy, F1Score, Metric, R2Score, _check_keys, _Scores
 from .optimizers import SGD, Optimizer
 from .serialization import Snapshot, get_model_weights, restore_model_weights
 
@@ -229,7 +229,7 @@ class Model:
         ]
         return xp.concatenate(parts)
 
-    def _scores(self, y: Any, logits: Any, loss: float) -> Scores:
+    def _scores(self, y: Any, logits: Any, loss: float) -> dict[str, float]:
         predictions = self._activate(logits)
         scores = {"loss": loss}
         for metric in self.metrics:
@@ -237,7 +237,7 @@ class Model:
                 scores[metric.key] = RMSE.from_mse(loss)
             else:
                 scores[metric.key] = metric(y, predictions)
-        return Scores(scores, self.metrics)
+        return _Scores(scores, self.metrics)
 
     # ---------------------------------------------------------------- training
     def train(
@@ -441,7 +441,9 @@ class Model:
         Returns:
             ``(predictions, metrics)``: predictions are the logits when ``training``
             is True and the activated outputs otherwise (backend arrays);
-            ``metrics`` holds ``"loss"`` and each metric's key.
+            ``metrics`` holds ``"loss"`` and each metric's key. With exactly one
+            `TopKAccuracy`, its value is also readable under its 1.1 key,
+            ``metrics["topkaccuracy"]`` (not listed among the keys).
         """
         x, y = self._check_xy(X, y, "X", "y")
         logits = self._logits(x, training)
