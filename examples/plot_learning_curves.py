@@ -1,6 +1,6 @@
 """Train the digits MLP, then draw its learning curves with mpneuralnetwork.plot.plot_history.
 
-Needs matplotlib: pip install "mpneuralnetwork[plot]"
+Needs matplotlib: pip install ".[plot]" from the source tree (or pip install matplotlib)
 
 Run it from the repository root:
 
@@ -43,7 +43,7 @@ def main() -> None:
     except ImportError:
         sys.exit(
             "plot_learning_curves.py needs matplotlib, which is not installed.\n"
-            'Install it with: pip install "mpneuralnetwork[plot]"  (or: pip install matplotlib)'
+            'Install it with: pip install ".[plot]" from the source tree (or: pip install matplotlib)'
         )
     matplotlib.use("Agg")  # write files only; no window needed
     from mpneuralnetwork.plot import plot_history

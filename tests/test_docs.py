@@ -331,3 +331,42 @@ def test_snippets_expand_and_the_environment_is_restored(tmp_path: Path) -> None
     before = os.getcwd()
     run_page(page, workdir, tmp_path)
     assert "MPNN_DOCS_TEST" not in os.environ and os.getcwd() == before
+
+
+# ------------------------------------------------------------ install commands
+_PIP = re.compile(r"\bpip install\b(?P<args>[^#\n]*)")
+
+
+def _pip_commands() -> list[tuple[str, str, str]]:
+    """``(where, heading, arguments)`` of every ``pip install`` in the docs and the README."""
+    found = []
+    for page in [*documented_pages(), ROOT / "README.md"]:
+        heading = ""
+        blocks = {b.line - 1: b for b in parse_page(page) if b.language in ("bash", "sh", "")}
+        lines = page.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines, 1):
+            if line.startswith("#"):
+                heading = line
+            block = blocks.get(number)
+            if block is not None:
+                for command in _PIP.finditer(block.code):
+                    found.append((f"{page.relative_to(ROOT)}:{number}", heading, command["args"]))
+    return found
+
+
+def test_install_commands_work_from_this_source_tree() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    extras = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    )
+    commands = _pip_commands()
+    assert len(commands) >= 5
+    for where, heading, arguments in commands:
+        for group in re.findall(r"\[([\w,-]+)\]", arguments):
+            unknown = set(group.split(",")) - extras
+            assert not unknown, f"{where}: no extra {unknown} in pyproject.toml"
+        # "mpneuralnetwork" as a requirement (not a path such as dist/mpneuralnetwork-...whl)
+        # comes from the package index, which holds 1.1.1 until 1.2 is published.
+        from_index = re.search(r"(?<![\w/.-])[\"']?mpneuralnetwork(\[|[\"']|\s|$)", arguments)
+        if from_index:
+            assert "published" in heading, f"{where}: {arguments.strip()} installs 1.1.1 today"
