@@ -215,7 +215,8 @@ def test_every_page_outside_the_api_reference_is_collected() -> None:
     assert {"index.md", "guide/installation.md", "tutorials/mlp.md"} <= names
     assert not any(name.startswith("api/") for name in names)
     nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
-    for name in names:  # a page missing from the nav would be built but never found
+    every_page = {str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md")}
+    for name in every_page:  # a page missing from the nav would be built but never found
         assert f" {name}\n" in nav, f"docs/{name} is not in the nav of mkdocs.yml"
 
 
@@ -331,6 +332,49 @@ def test_snippets_expand_and_the_environment_is_restored(tmp_path: Path) -> None
     before = os.getcwd()
     run_page(page, workdir, tmp_path)
     assert "MPNN_DOCS_TEST" not in os.environ and os.getcwd() == before
+
+
+# ------------------------------------------------------------- the API pages
+#: Documented constants that no ``__all__`` lists (they are read as module attributes).
+API_CONSTANTS = {"mpneuralnetwork.optimizers.BLOCK", "mpneuralnetwork.model.INFERENCE_CHUNK"}
+
+
+def _api_directives() -> dict[str, str]:
+    """``{import path: page}`` of every ``::: path`` directive of docs/api."""
+    found = {}
+    for page in sorted((DOCS / "api").glob("*.md")):
+        for path in re.findall(r"^::: (\S+)", page.read_text(encoding="utf-8"), re.M):
+            found[path] = page.name
+    return found
+
+
+def _exported() -> dict[str, object]:
+    """Every name a public module exports, by import path, with its object."""
+    exported: dict[str, object] = {}
+    modules = [mpneuralnetwork.__name__] + [
+        info.name
+        for info in pkgutil.walk_packages(mpneuralnetwork.__path__, "mpneuralnetwork.")
+        if not any(part.startswith("_") for part in info.name.split("."))
+    ]
+    for module_name in modules:
+        module = importlib.import_module(module_name)
+        for name in getattr(module, "__all__", []):
+            if not name.startswith("__"):
+                exported[f"{module_name}.{name}"] = getattr(module, name)
+    return exported
+
+
+def test_the_api_reference_documents_every_export_by_its_import_path() -> None:
+    directives = _api_directives()
+    exported = _exported()
+    documented = {id(exported[path]) for path in directives if path in exported}
+    missing = sorted(path for path, value in exported.items() if id(value) not in documented)
+    assert missing == [], f"no ::: directive in docs/api documents {missing}"
+    # One directive per object, at a path users import from: never a whole module
+    # (which would render its private helpers) nor a file-internal path.
+    unknown = sorted(set(directives) - set(exported) - API_CONSTANTS)
+    assert unknown == [], f"docs/api documents {unknown}, which no public module exports"
+    assert "model.md" in {directives["mpneuralnetwork.model.Model"]}
 
 
 # ------------------------------------------------------------ install commands

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["History"]
+
 
 class History:
     """Per-epoch values of one ``train`` call.

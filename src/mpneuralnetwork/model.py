@@ -20,8 +20,8 @@ from .serialization import Snapshot, get_model_weights, restore_model_weights
 
 __all__ = ["Model"]
 
-#: Samples per forward pass at inference (bounds the memory of evaluate/predict).
 INFERENCE_CHUNK = 4096
+"""Samples per forward pass at inference (bounds the memory of evaluate and predict)."""
 
 
 class Model:

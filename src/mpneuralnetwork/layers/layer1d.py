@@ -9,8 +9,8 @@ from .. import _checks
 from ..backend import DTYPE, ArrayType, xp
 from .layer import Layer
 
-#: The weight initializations: ``"auto"`` lets the Model choose He or Xavier.
 Lit_W = Literal["auto", "he", "xavier"]
+"""The weight initializations: ``"auto"`` lets the Model choose He or Xavier."""
 _INITIALIZATIONS: tuple[str, ...] = get_args(Lit_W)
 
 
