@@ -43,7 +43,7 @@ def main() -> None:
     except ImportError:
         sys.exit(
             "plot_learning_curves.py needs matplotlib, which is not installed.\n"
-            'Install it with: pip install ".[plot]" from the source tree (or: pip install matplotlib)'
+            'Install it with: pip install matplotlib (or the plot extra, pip install ".[plot]")'
         )
     matplotlib.use("Agg")  # write files only; no window needed
     from mpneuralnetwork.plot import plot_history
