@@ -85,6 +85,13 @@ def parse_page(page: Path, root: Path = ROOT) -> list[Block]:
             or a fence is never closed.
     """
     lines = page.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines):  # a marker apart from its fence would be ignored
+        if _MARKER.match(line) and not (
+            number + 1 < len(lines) and _FENCE.match(lines[number + 1])
+        ):
+            raise ValueError(
+                f"{page}:{number + 1}: a docs-test marker must stand right above a fence"
+            )
     blocks: list[Block] = []
     i = 0
     while i < len(lines):
@@ -229,9 +236,9 @@ def test_the_guide_tutorial_and_home_pages_run_every_block() -> None:
 
 
 # -------------------------------------------------------------- the examples
-def _public_names() -> dict[str, str]:
-    """Every public class and function of the package, by name: its module."""
-    names: dict[str, str] = {}
+def _exported() -> dict[str, object]:
+    """Every name a public module exports, by import path, with its object."""
+    exported: dict[str, object] = {}
     modules = [mpneuralnetwork.__name__] + [
         info.name
         for info in pkgutil.walk_packages(mpneuralnetwork.__path__, "mpneuralnetwork.")
@@ -240,14 +247,9 @@ def _public_names() -> dict[str, str]:
     for module_name in modules:
         module = importlib.import_module(module_name)
         for name in getattr(module, "__all__", []):
-            value = getattr(module, name)
-            if (
-                isinstance(value, (type, types.FunctionType))
-                and value.__module__.startswith("mpneuralnetwork")
-                and not name.startswith("_")
-            ):
-                names.setdefault(name, module_name)
-    return names
+            if not name.startswith("__"):
+                exported[f"{module_name}.{name}"] = getattr(module, name)
+    return exported
 
 
 def _names_used(code: str) -> set[str]:
@@ -270,8 +272,14 @@ def test_every_public_class_and_function_has_a_runnable_example() -> None:
         for block in parse_page(page):
             if block.language == "python" and block.skip is None and not block.includes:
                 used |= _names_used(block.code)
-    missing = [f"{module}.{name}" for name, module in _public_names().items() if name not in used]
-    assert missing == [], f"no executed docs example uses {sorted(missing)}"
+    missing = sorted(
+        path
+        for path, value in _exported().items()
+        if isinstance(value, (type, types.FunctionType))
+        and value.__module__.startswith("mpneuralnetwork")
+        and path.rsplit(".", 1)[1] not in used
+    )
+    assert missing == [], f"no executed docs example uses {missing}"
 
 
 # ----------------------------------------------------------- the collector itself
@@ -317,6 +325,7 @@ def test_skip_marker_and_errors_name_the_page_line(tmp_path: Path) -> None:
         "<!-- docs-test: output -->\n```python\npass\n```\n",
         "<!-- docs-test: outptu -->\n```text\nx\n```\n",
         "```python\npass\n",
+        "<!-- docs-test: output -->\n\n```text\nx\n```\n",  # not right above the fence
     ],
 )
 def test_malformed_markers_are_errors(tmp_path: Path, text: str) -> None:
@@ -346,22 +355,6 @@ def _api_directives() -> dict[str, str]:
         for path in re.findall(r"^::: (\S+)", page.read_text(encoding="utf-8"), re.M):
             found[path] = page.name
     return found
-
-
-def _exported() -> dict[str, object]:
-    """Every name a public module exports, by import path, with its object."""
-    exported: dict[str, object] = {}
-    modules = [mpneuralnetwork.__name__] + [
-        info.name
-        for info in pkgutil.walk_packages(mpneuralnetwork.__path__, "mpneuralnetwork.")
-        if not any(part.startswith("_") for part in info.name.split("."))
-    ]
-    for module_name in modules:
-        module = importlib.import_module(module_name)
-        for name in getattr(module, "__all__", []):
-            if not name.startswith("__"):
-                exported[f"{module_name}.{name}"] = getattr(module, name)
-    return exported
 
 
 def test_the_api_reference_documents_every_export_by_its_import_path() -> None:
