@@ -188,3 +188,18 @@ def test_a_loss_with_only_direct_and_prime_trains_and_loads(
     np.testing.assert_array_equal(restored.predict(x), model.predict(x))
     with pytest.raises(NotImplementedError, match="Loss does not implement direct"):
         Loss().value_and_gradient(to_device(x), to_device(x))
+
+
+# ------------------------------------------------------------ the random stream
+@pytest.mark.skipif(
+    xp is not np, reason="CuPy's generator has no state to read back: loading draws on CuPy"
+)
+def test_loading_leaves_the_global_random_state_alone(tmp_path: Path) -> None:
+    # Building the loaded model draws initial weights that the archive replaces; the
+    # script's next draws (shuffling, dropout) must be those it would have made anyway.
+    path = save_model(Model([Dense(8, input_size=3), ReLU(), Dense(1)], MSE()), tmp_path / "m")
+    np.random.seed(3)  # noqa: NPY002 - the global state is what is checked
+    expected = np.random.random_sample(4)  # noqa: NPY002
+    np.random.seed(3)  # noqa: NPY002
+    load_model(path)
+    np.testing.assert_array_equal(np.random.random_sample(4), expected)  # noqa: NPY002

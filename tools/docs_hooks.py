@@ -28,6 +28,7 @@ FIGURES = {
         "--output",
         "{output}",
     ],
+    "assets/schedules.png": ["examples/plot_schedules.py", "--output", "{output}"],
 }
 
 

@@ -1,40 +1,33 @@
 """Saving and loading models, and flat dictionaries of their arrays.
 
-An archive is one compressed ``.npz`` file holding:
-
-- ``architecture``: JSON list of the layer configs;
-- ``model_config``: JSON with the ``loss`` and ``optimizer`` configs,
-  ``optimizer_globals`` (scalar optimizer state such as Adam's ``t``) and ``metrics``;
-- ``layer_{i}_{param}``, ``layer_{i}_state_{name}`` and
-  ``optimizer_{state}_layer_{i}_{param}`` arrays (float32).
+`save_model` writes one compressed ``.npz`` archive (its layout is described in
+`mpneuralnetwork.archive`); `load_model` reads it back into a new `Model`, with
+the optimizer's state and the state of the saved callbacks.
+`get_model_weights` and `restore_model_weights` work on flat dicts of arrays.
 
 Loading never unpickles anything: a crafted file cannot run code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-import secrets
-import stat
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from . import activations, layers, losses, metrics, optimizers
-from .backend import DTYPE, to_host, xp
-
-if TYPE_CHECKING:
-    from .model import Model
+from . import activations, callbacks, layers, losses, metrics, optimizers, schedules
+from .archive import save_model
+from .backend import xp
+from .model import Model
+from .weights import get_model_weights, restore_model_weights
 
 __all__ = ["get_model_weights", "load_model", "restore_model_weights", "save_model"]
-
-#: Windows opens files in text mode unless asked; elsewhere the flag does not exist.
-_O_BINARY = getattr(os, "O_BINARY", 0)
 
 _OPTIMIZER_KEY = re.compile(r"^optimizer_(?P<state>[A-Za-z0-9]+)_(?P<param>layer_\d+_\w+)$")
 
@@ -51,156 +44,10 @@ _LAYERS = {**_registry(layers, layers.Layer), **_registry(activations, activatio
 _LOSSES = _registry(losses, losses.Loss)
 _OPTIMIZERS = _registry(optimizers, optimizers.Optimizer)
 _METRICS = _registry(metrics, metrics.Metric)
-
-
-# --------------------------------------------------------------- flat weights
-def _collect(
-    layer_list: Sequence[Any], optimizer_params: dict[str, Any] | None, copy: Callable[[Any], Any]
-) -> dict[str, Any]:
-    weights: dict[str, Any] = {}
-    for i, layer in enumerate(layer_list):
-        for name, (value, _) in layer.params.items():
-            weights[f"layer_{i}_{name}"] = copy(value)
-        for name, value in layer.state.items():
-            weights[f"layer_{i}_state_{name}"] = copy(value)
-    for state, per_param in (optimizer_params or {}).items():
-        if isinstance(per_param, dict):
-            for key, value in per_param.items():
-                weights[f"optimizer_{state}_{key}"] = copy(value)
-        else:  # a scalar such as Adam's step count t, as a 0-d array
-            weights[f"optimizer_{state}"] = copy(xp.asarray(per_param))
-    return weights
-
-
-def get_model_weights(
-    layers: Sequence[Any], optimizer_params: dict[str, Any] | None = None
-) -> dict[str, np.ndarray]:
-    """A flat dict of host float32 copies of every parameter, state and optimizer array.
-
-    Args:
-        layers: The model's layers.
-        optimizer_params: An optimizer's ``params`` (its state), or None.
-
-    Returns:
-        ``{"layer_{i}_{param}": ..., "layer_{i}_state_{name}": ...,
-        "optimizer_{state}_layer_{i}_{param}": ...}``, plus scalar optimizer state
-        such as Adam's ``t`` as 0-d arrays named ``optimizer_{name}``.
-    """
-    return _collect(layers, optimizer_params, lambda a: np.array(to_host(a), dtype=np.float32))
-
-
-def restore_model_weights(
-    layers: Sequence[Any], weights: dict[str, Any], optimizer: optimizers.Optimizer | None = None
-) -> None:
-    """Write arrays named as by `get_model_weights` back into layers and optimizer.
-
-    Parameters are copied into the existing arrays. With an ``optimizer``, its
-    per-parameter state is replaced by the ``optimizer_*`` arrays.
-
-    Raises:
-        ValueError: An array of a layer is missing or has the wrong shape.
-    """
-    for i, layer in enumerate(layers):
-        for kind, names in (("params", list(layer.params)), ("state", list(layer.state))):
-            prefix = f"layer_{i}_" if kind == "params" else f"layer_{i}_state_"
-            missing = [prefix + name for name in names if prefix + name not in weights]
-            if missing:
-                raise ValueError(f"restore_model_weights: weights lack {missing}")
-            values = {name: weights[prefix + name] for name in names}
-            if kind == "params":
-                layer.load_params(values)
-            else:
-                layer.state = values
-    if optimizer is not None:
-        for state, per_param in optimizer.params.items():
-            if not isinstance(per_param, dict):
-                if f"optimizer_{state}" in weights:  # a scalar such as Adam's t
-                    setattr(optimizer, state, type(per_param)(weights[f"optimizer_{state}"]))
-                continue
-            prefix = f"optimizer_{state}_"
-            per_param.clear()
-            for key, value in weights.items():
-                if key.startswith(prefix):
-                    per_param[key[len(prefix) :]] = xp.array(value, dtype=DTYPE)  # a copy
-
-
-class Snapshot:
-    """An on-device copy of the weights, layer state and optimizer state (checkpoints)."""
-
-    def __init__(self, arrays: dict[str, Any]) -> None:
-        self.arrays = arrays
-
-    @classmethod
-    def take(cls, layer_list: Sequence[Any], optimizer: optimizers.Optimizer) -> Snapshot:
-        """Copy everything that training changes."""
-        return cls(_collect(layer_list, optimizer.params, lambda a: a.copy()))
-
-    def restore(self, layer_list: Sequence[Any], optimizer: optimizers.Optimizer) -> None:
-        """Write the copy back (the snapshot stays usable)."""
-        restore_model_weights(layer_list, self.arrays, optimizer)
-
-
-# ---------------------------------------------------------------- save / load
-def save_model(model: Model, filepath: str | os.PathLike[str]) -> Path:
-    """Save a model to one compressed ``.npz`` archive (``.npz`` appended when missing).
-
-    The file is written to a temporary file in the same folder and then renamed,
-    so a failed save leaves any previous file intact. A new file gets the
-    permissions of any file the program writes (0o666 less the umask); an
-    overwritten file keeps its permissions.
-
-    Args:
-        model: The model to save.
-        filepath: Where to write (a str or a path).
-
-    Returns:
-        The path written.
-    """
-    path = Path(filepath)
-    if path.suffix != ".npz":
-        path = path.with_name(path.name + ".npz")
-    params = model.optimizer.params
-    architecture = [layer.get_config() for layer in model.layers]
-    config = {
-        "loss": model.loss.get_config(),
-        "optimizer": model.optimizer.get_config(),
-        "optimizer_globals": {k: v for k, v in params.items() if not isinstance(v, dict)},
-        "metrics": [metric.get_config() for metric in model.metrics],
-    }
-    arrays = get_model_weights(model.layers, params)
-    for name in config["optimizer_globals"]:  # kept in the JSON config instead
-        del arrays[f"optimizer_{name}"]
-    arrays["architecture"] = np.array(json.dumps(architecture))
-    arrays["model_config"] = np.array(json.dumps(config))
-    handle, temporary = _create_temporary(path)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez_compressed(file, **arrays)  # type: ignore[arg-type]
-            file.flush()
-            os.fsync(file.fileno())
-        if path.exists():  # an overwrite keeps the file's permissions
-            os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _create_temporary(path: Path) -> tuple[int, str]:
-    """A new, empty file next to ``path``, open for writing, and its name.
-
-    It is created with mode 0o666 so that the umask (and a default ACL) apply, as for
-    any file a program writes; `tempfile.mkstemp` would force 0o600.
-    """
-    folder = path.parent if str(path.parent) else Path(".")
-    for _ in range(100):
-        name = str(folder / f".{path.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o666), name
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"save_model: no free temporary file name next to {path}")
+_CALLBACKS = {
+    **_registry(callbacks, callbacks.Callback),
+    **_registry(schedules, callbacks.Callback),
+}
 
 
 _BASES: dict[str, type] = {
@@ -208,9 +55,11 @@ _BASES: dict[str, type] = {
     "loss": losses.Loss,
     "optimizer": optimizers.Optimizer,
     "metric": metrics.Metric,
+    "callback": callbacks.Callback,
 }
 
 
+# ---------------------------------------------------------------------- load
 def _registries(custom_objects: Mapping[str, type] | None) -> dict[str, dict[str, type]]:
     """The classes `load_model` may build, by kind: the library's, then the user's."""
     found = {
@@ -218,6 +67,7 @@ def _registries(custom_objects: Mapping[str, type] | None) -> dict[str, dict[str
         "loss": dict(_LOSSES),
         "optimizer": dict(_OPTIMIZERS),
         "metric": dict(_METRICS),
+        "callback": dict(_CALLBACKS),
     }
     if custom_objects is None:
         return found
@@ -236,7 +86,7 @@ def _registries(custom_objects: Mapping[str, type] | None) -> dict[str, dict[str
         if kind is None:
             raise TypeError(
                 f"load_model: custom_objects[{name!r}] must be a subclass of Layer, Loss, "
-                f"Optimizer or Metric; got {cls!r}"
+                f"Optimizer, Metric or Callback; got {cls!r}"
             )
         found[kind][name] = cls
     return found
@@ -287,8 +137,8 @@ def load_model(
         path: The archive (``.npz`` appended when the given path does not exist).
         custom_objects: Your own classes, by the name their config holds (the class
             name, by default): ``{"Scale": Scale}``. Each must subclass `Layer`
-            (activations included), `Loss`, `Optimizer` or `Metric`; a name of the
-            library's own classes is replaced by yours.
+            (activations included), `Loss`, `Optimizer`, `Metric` or `Callback`; a
+            name of the library's own classes is replaced by yours.
 
     Raises:
         ValueError: The file is not a valid model archive: missing, extra or
@@ -296,8 +146,6 @@ def load_model(
         TypeError: ``custom_objects`` is not a dict of such classes.
         FileNotFoundError: No such file.
     """
-    from .model import Model
-
     registries = _registries(custom_objects)
     path = Path(path)
     if not path.exists() and path.suffix != ".npz" and path.with_name(path.name + ".npz").exists():
@@ -325,13 +173,51 @@ def load_model(
             if not isinstance(config["metrics"], list):
                 raise ValueError("load_model: 'metrics' must be a list of metric configs")
             metric_list = [_build("metric", registries["metric"], c) for c in config["metrics"]]
-        model = Model(layer_list, loss, optimizer, metric_list)
+        with _random_state_kept():
+            model = Model(layer_list, loss, optimizer, metric_list)
         if len(model.layers) != len(layer_list):
             raise ValueError("load_model: the architecture ends with the loss's output activation")
         weights = _read_arrays(archive, model, path)
     restore_model_weights(model.layers, weights, model.optimizer)
     _restore_globals(model.optimizer, config.get("optimizer_globals", {}))
+    model.callbacks = _callbacks(config.get("callbacks", []), registries["callback"])
     return model
+
+
+@contextlib.contextmanager
+def _random_state_kept() -> Iterator[None]:
+    """Put NumPy's global random state back after the block.
+
+    Building the model draws initial weights that the archive then replaces; without
+    this, loading would shift what the script draws next (shuffling, dropout), and a
+    run resumed from a file would not repeat the run it continues. CuPy's generator
+    has no state to read back: on CuPy loading still draws.
+    """
+    if xp is not np:
+        yield
+        return
+    state = np.random.get_state()  # noqa: NPY002 - the global state is the spec's
+    try:
+        yield
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
+
+
+def _callbacks(records: Any, registry: dict[str, type]) -> list[callbacks.Callback]:
+    """The saved callbacks, rebuilt from their configs, with their state."""
+    if not isinstance(records, list):
+        raise ValueError("load_model: 'callbacks' must be a list")
+    rebuilt = []
+    for record in records:
+        if not isinstance(record, dict) or not isinstance(record.get("state"), dict):
+            raise ValueError(f"load_model: bad callback record {record!r}")
+        callback = _build("callback", registry, record.get("config"))
+        try:
+            callback.state = record["state"]
+        except ValueError as exc:
+            raise ValueError(f"load_model: {exc}") from None
+        rebuilt.append(callback)
+    return rebuilt
 
 
 def _read_arrays(archive: Any, model: Model, path: Path) -> dict[str, np.ndarray]:
