@@ -17,6 +17,7 @@ import pytest
 
 from mpneuralnetwork import DTYPE, to_device, to_host, xp
 from mpneuralnetwork.activations import ReLU
+from mpneuralnetwork.callbacks import Callback
 from mpneuralnetwork.layers import Dense, Layer
 from mpneuralnetwork.losses import MSE, Loss
 from mpneuralnetwork.metrics import Metric
@@ -203,3 +204,33 @@ def test_loading_leaves_the_global_random_state_alone(tmp_path: Path) -> None:
     np.random.seed(3)  # noqa: NPY002
     load_model(path)
     np.testing.assert_array_equal(np.random.random_sample(4), expected)  # noqa: NPY002
+
+
+class EpochCounter(Callback):
+    """A callback of the user's, with state that a resumed run needs."""
+
+    _STATE = ("seen",)
+
+    def __init__(self, step: int = 1) -> None:
+        super().__init__()
+        self.step, self.seen = step, 0
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        self.seen += self.step
+
+    def get_config(self) -> dict[str, Any]:
+        return {"type": "EpochCounter", "step": self.step}
+
+
+def test_a_callback_of_the_users_loads_with_its_state(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    x = rng.normal(size=(16, 3)).astype(np.float32)
+    y = rng.normal(size=(16, 1)).astype(np.float32)
+    model = Model([Dense(1, input_size=3)], MSE())
+    model.train(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[EpochCounter(step=2)])
+    path = save_model(model, tmp_path / "m")
+    with pytest.raises(ValueError, match="unknown callback class 'EpochCounter'"):
+        load_model(path)
+    (counter,) = load_model(path, custom_objects={"EpochCounter": EpochCounter}).callbacks
+    assert isinstance(counter, EpochCounter) and (counter.step, counter.seen) == (2, 6)
