@@ -422,3 +422,12 @@ def test_install_commands_work_from_this_source_tree() -> None:
         from_index = re.search(r"(?<![\w/.-])[\"']?mpneuralnetwork(\[|[\"']|\s|$)", arguments)
         if from_index:
             assert "published" in heading, f"{where}: {arguments.strip()} installs 1.1.1 today"
+
+
+def test_the_package_tree_of_the_internals_page_lists_every_module() -> None:
+    page = DOCS / "internals" / "index.md"
+    (tree,) = [block.code for block in parse_page(page) if "├──" in block.code]
+    listed = set(re.findall(r"(\w+\.py)\b", tree))
+    files = {p.name for p in (ROOT / "src" / "mpneuralnetwork").rglob("*.py")}
+    assert files <= listed, f"docs/internals/index.md: the package tree lacks {files - listed}"
+    assert listed <= files, f"docs/internals/index.md lists missing files {listed - files}"
