@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from . import _checks
+from ._errstate import quiet_floating_point
 from .activations import Activation, PReLU, ReLU, Sigmoid, Softmax, Swish
 from .backend import DTYPE, ArrayType, to_device, to_host, xp
 from .history import History
@@ -239,6 +240,7 @@ class Model:
         return scores
 
     # ---------------------------------------------------------------- training
+    @quiet_floating_point
     def train(
         self,
         X_train: ArrayType,
@@ -422,6 +424,7 @@ class Model:
         return float(total) / n, xp.concatenate(kept), xp.concatenate(seen)
 
     # -------------------------------------------------------------- inference
+    @quiet_floating_point
     def evaluate(
         self,
         X: ArrayType,
@@ -448,6 +451,7 @@ class Model:
         scores = self._scores(y, logits, loss) if compute_metrics else {"loss": loss}
         return (logits if training else self._activate(logits)), scores
 
+    @quiet_floating_point
     def test(self, X_test: ArrayType, y_test: ArrayType) -> dict[str, float]:
         """Print a ``Test results:`` block with the loss and every metric, and return them."""
         _, scores = self.evaluate(X_test, y_test)
@@ -456,6 +460,7 @@ class Model:
             print(f"   {key} = {value:.4f}")
         return scores
 
+    @quiet_floating_point
     def predict(self, X: ArrayType) -> Any:
         """Activated predictions (N, *output_shape) as a NumPy array, in inference mode."""
         x = self._check_x(X, "X")

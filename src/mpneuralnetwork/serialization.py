@@ -13,18 +13,21 @@ Loading never unpickles anything: a crafted file cannot run code.
 
 from __future__ import annotations
 
+import glob
 import json
+import math
 import os
 import re
 import tempfile
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 
-from . import activations, layers, losses, metrics, optimizers
+from . import _checks, activations, layers, losses, metrics, optimizers
 from .backend import DTYPE, to_host, xp
 
 if TYPE_CHECKING:
@@ -140,8 +143,11 @@ class Snapshot:
 def save_model(model: Model, filepath: str | os.PathLike[str]) -> Path:
     """Save a model to one compressed ``.npz`` archive (``.npz`` appended when missing).
 
-    The file is written to a temporary file in the same folder and then renamed,
-    so a failed save leaves any previous file intact.
+    The archive is written to a temporary file in the same folder, then renamed over
+    ``filepath`` in one step: a save that fails or is interrupted leaves any previous
+    file intact. The temporary is removed when the save raises (KeyboardInterrupt
+    included); a process killed while writing cannot remove it, so the next save of
+    the same file removes the temporaries of processes that no longer run (POSIX).
 
     Returns:
         The path written.
@@ -163,7 +169,10 @@ def save_model(model: Model, filepath: str | os.PathLike[str]) -> Path:
     arrays["architecture"] = np.array(json.dumps(architecture))
     arrays["model_config"] = np.array(json.dumps(config))
     folder = path.parent if str(path.parent) else Path(".")
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    _remove_stale_temporaries(folder, path.name)
+    handle, temporary = tempfile.mkstemp(
+        dir=folder, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
+    )
     try:
         with os.fdopen(handle, "wb") as file:
             np.savez_compressed(file, **arrays)  # type: ignore[arg-type]
@@ -174,6 +183,31 @@ def save_model(model: Model, filepath: str | os.PathLike[str]) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def _remove_stale_temporaries(folder: Path, name: str) -> None:
+    """Remove ``.{name}.{pid}.*.tmp`` files left by killed saves (their process is gone).
+
+    The temporary of a save still running (in this or another live process) is kept.
+    Elsewhere than on POSIX, liveness cannot be asked cheaply: nothing is removed.
+    """
+    if os.name != "posix":
+        return
+    prefix = f".{name}."
+    for candidate in folder.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = candidate.name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+            candidate.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
 
 
 def _build(kind: str, registry: dict[str, type], config: Any) -> Any:
@@ -209,12 +243,17 @@ def _read_json(archive: Any, name: str, path: Path) -> Any:
 def load_model(path: str | os.PathLike[str]) -> Model:
     """Load a model saved by `save_model`, ready to predict or to resume training.
 
+    Every shape the architecture implies is compared with the arrays of the file
+    before anything is allocated, so loading never allocates more than the file
+    holds; no weight is initialized at random, and the global random state is left
+    untouched (a resumed run draws exactly what it would have drawn).
+
     Args:
         path: The archive (``.npz`` appended when the given path does not exist).
 
     Raises:
-        ValueError: The file is not a valid model archive: missing, extra or
-            mis-shaped arrays, unknown classes, bad configs, or pickled content.
+        ValueError: The file is not a valid model archive: missing, extra,
+            mis-shaped, non-finite or object arrays, unknown classes, bad configs.
         FileNotFoundError: No such file.
     """
     from .model import Model
@@ -231,13 +270,14 @@ def load_model(path: str | os.PathLike[str]) -> Model:
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise ValueError(f"load_model: {path} is a single array, not a model archive")
     with archive:
+        headers = _headers(archive, path)
         architecture = _read_json(archive, "architecture", path)
         config = _read_json(archive, "model_config", path)
         if not isinstance(architecture, list) or not architecture:
             raise ValueError("load_model: 'architecture' must be a non-empty list of layer configs")
         if not isinstance(config, dict) or "loss" not in config or "optimizer" not in config:
             raise ValueError("load_model: 'model_config' must hold 'loss' and 'optimizer'")
-        layer_list = [_build("layer", _LAYERS, c) for c in architecture]
+        layer_list = [_build_layer(c) for c in architecture]
         loss = _build("loss", _LOSSES, config["loss"])
         optimizer = _build("optimizer", _OPTIMIZERS, config["optimizer"])
         metric_list = None
@@ -245,57 +285,143 @@ def load_model(path: str | os.PathLike[str]) -> Model:
             if not isinstance(config["metrics"], list):
                 raise ValueError("load_model: 'metrics' must be a list of metric configs")
             metric_list = [_build("metric", _METRICS, c) for c in config["metrics"]]
+        expected = _build_layers(layer_list, headers, path)
+        _check_names(expected, headers, optimizer, path)
+        weights = _read_arrays(archive, headers)
+    _adopt(layer_list, weights)
+    with _initialization_off(layer_list):
         model = Model(layer_list, loss, optimizer, metric_list)
-        if len(model.layers) != len(layer_list):
-            raise ValueError("load_model: the architecture ends with the loss's output activation")
-        weights = _read_arrays(archive, model, path)
+    if len(model.layers) != len(layer_list):
+        raise ValueError("load_model: the architecture ends with the loss's output activation")
     restore_model_weights(model.layers, weights, model.optimizer)
     _restore_globals(model.optimizer, config.get("optimizer_globals", {}))
     return model
 
 
-def _read_arrays(archive: Any, model: Model, path: Path) -> dict[str, np.ndarray]:
-    """Every array of the archive, checked against the model's own names and shapes."""
-    expected = {name: tuple(value.shape) for name, value in get_model_weights(model.layers).items()}
-    param_shapes = {
-        f"layer_{i}_{name}": tuple(value.shape)
-        for i, layer in enumerate(model.layers)
-        for name, (value, _) in layer.params.items()
-    }
-    states = {k for k, v in model.optimizer.params.items() if isinstance(v, dict)}
-    names = [n for n in archive.files if n not in ("architecture", "model_config")]
+def _headers(archive: Any, path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype[Any]]]:
+    """``{name: (shape, dtype)}`` of every entry, from the ``.npy`` headers alone.
+
+    Refuses object arrays (they need pickle) and entries declaring more data than
+    they hold, before any array is read.
+    """
+    headers = {}
+    for info in archive.zip.infolist():
+        member = info.filename
+        name = member[: -len(".npy")] if member.endswith(".npy") else member
+        try:
+            with archive.zip.open(member) as file:
+                version = np.lib.format.read_magic(file)
+                read = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read(file)
+        except Exception as exc:  # a corrupt member: zipfile, header and format errors
+            raise ValueError(
+                f"load_model: entry {name!r} of {path} is not a readable array ({exc})"
+            ) from None
+        if dtype.hasobject:
+            raise ValueError(
+                f"load_model: entry {name!r} of {path} is an object array ({dtype}); a model "
+                "archive holds only numbers and JSON strings, and loading never unpickles"
+            )
+        if math.prod(shape) * dtype.itemsize > info.file_size:
+            raise ValueError(
+                f"load_model: entry {name!r} of {path} declares shape {shape} of {dtype} "
+                f"but holds only {info.file_size} bytes"
+            )
+        headers[name] = (tuple(shape), dtype)
+    return headers
+
+
+def _build_layer(config: Any) -> Any:
+    """A layer from its config, without initializing it (`_adopt` fills its parameters)."""
+    if not isinstance(config, dict) or "initialization" not in config:
+        return _build("layer", _LAYERS, config)
+    layer = _build("layer", _LAYERS, {**config, "initialization": "auto"})
+    name = type(layer).__name__
+    layer.initialization = _checks.choice(
+        name, "initialization", config["initialization"], get_args(layers.Lit_W)
+    )
+    return layer
+
+
+def _build_layers(
+    layer_list: Sequence[Any], headers: dict[str, Any], path: Path
+) -> dict[str, tuple[int, ...]]:
+    """Build the layers in order, each after its arrays in the file were found as expected.
+
+    Returns:
+        ``{"layer_{i}_{name}": shape}`` of every layer array.
+    """
+    shape = layer_list[0].input_shape
+    if shape is None:
+        raise ValueError("load_model: the first layer of the architecture has no input shape")
+    expected: dict[str, tuple[int, ...]] = {}
+    for i, layer in enumerate(layer_list):
+        try:
+            shapes = layer.array_shapes(shape)
+            if shapes is None:  # a layer that cannot tell: built (and allocated) first
+                layer.build(shape)
+                shapes = {name: tuple(v.shape) for name, (v, _) in layer.params.items()}
+                shapes.update({f"state_{n}": tuple(v.shape) for n, v in layer.state.items()})
+        except ValueError as exc:
+            raise ValueError(
+                f"load_model: layer {i} cannot take inputs of shape {shape}: {exc}"
+            ) from None
+        names = {f"layer_{i}_{name}": tuple(s) for name, s in shapes.items()}
+        missing = sorted(set(names) - set(headers))
+        if missing:
+            raise ValueError(
+                f"load_model: {path} does not match its architecture: missing arrays {missing}"
+            )
+        for name, wanted in names.items():
+            _check_header(name, headers[name], wanted)
+        expected.update(names)
+        try:
+            layer.build(shape)
+        except ValueError as exc:
+            raise ValueError(
+                f"load_model: layer {i} cannot take inputs of shape {shape}: {exc}"
+            ) from None
+        shape = layer._known("output_shape")
+    return expected
+
+
+def _check_header(name: str, header: Any, wanted: tuple[int, ...]) -> None:
+    shape, dtype = header
+    if dtype.kind != "f":
+        raise ValueError(f"load_model: array {name!r} must be floating; got {dtype}")
+    if shape != wanted:
+        raise ValueError(f"load_model: array {name!r} must have shape {wanted}; got {shape}")
+
+
+def _check_names(
+    expected: dict[str, tuple[int, ...]],
+    headers: dict[str, Any],
+    optimizer: optimizers.Optimizer,
+    path: Path,
+) -> None:
+    """Every other entry must be optimizer state of a parameter, all or nothing."""
+    param_shapes = {k: v for k, v in expected.items() if "_state_" not in k}
+    states = {k for k, v in optimizer.params.items() if isinstance(v, dict)}
     extra = []
-    weights: dict[str, np.ndarray] = {}
-    for name in names:
+    covered: dict[str, set[str]] = {}
+    for name in headers:
+        if name in expected or name in ("architecture", "model_config"):
+            continue
         match = _OPTIMIZER_KEY.match(name)
-        if name in expected:
-            shape = expected[name]
-        elif match and match["state"] in states and match["param"] in param_shapes:
-            shape = param_shapes[match["param"]]
+        if match and match["state"] in states and match["param"] in param_shapes:
+            _check_header(name, headers[name], param_shapes[match["param"]])
+            covered.setdefault(match["state"], set()).add(match["param"])
         else:
             extra.append(name)
-            continue
-        try:
-            value = archive[name]
-        except ValueError as exc:  # object arrays need pickle, which is refused
-            raise ValueError(f"load_model: array {name!r} cannot be read safely ({exc})") from None
-        if value.dtype.kind != "f":
-            raise ValueError(f"load_model: array {name!r} must be floating; got {value.dtype}")
-        if tuple(value.shape) != shape:
-            raise ValueError(
-                f"load_model: array {name!r} must have shape {shape}; got {tuple(value.shape)}"
-            )
-        weights[name] = value
-    missing = sorted(set(expected) - set(weights))
     # Optimizer state is all or nothing: a fresh model has none, a trained one has an
     # array per parameter for each state (a partial set would resume from zeros silently).
-    covered: dict[str, set[str]] = {}
-    for name in weights:
-        match = _OPTIMIZER_KEY.match(name)
-        if match and name not in expected:
-            covered.setdefault(match["state"], set()).add(match["param"])
+    missing = []
     if covered:
-        missing += [
+        missing = [
             f"optimizer_{state}_{param}"
             for state in sorted(states)
             for param in sorted(set(param_shapes) - covered.get(state, set()))
@@ -305,7 +431,53 @@ def _read_arrays(archive: Any, model: Model, path: Path) -> dict[str, np.ndarray
             f"load_model: {path} does not match its architecture: "
             f"missing arrays {missing}, unexpected arrays {sorted(extra)}"
         )
+
+
+def _read_arrays(archive: Any, headers: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The (checked) arrays of the archive; NaN or infinite values are refused."""
+    weights = {}
+    for name in headers:
+        if name in ("architecture", "model_config"):
+            continue
+        value = archive[name]
+        if not np.isfinite(value).all():
+            raise ValueError(f"load_model: array {name!r} holds NaN or infinite values")
+        weights[name] = value
     return weights
+
+
+def _adopt(layer_list: Sequence[Any], weights: dict[str, np.ndarray]) -> None:
+    """Give the parameters that the layers have not allocated yet their stored values.
+
+    Dense and Convolutional create theirs only when initialized: here they are made
+    from the file instead (with zero gradients), so that no random draw happens.
+    """
+    for i, layer in enumerate(layer_list):
+        prefix = f"layer_{i}_"
+        held = set(layer.params) | {f"state_{name}" for name in layer.state}
+        for key, value in weights.items():
+            name = key[len(prefix) :]
+            if key.startswith(prefix) and not name.startswith("state_") and name not in held:
+                array = xp.array(value, dtype=DTYPE)
+                setattr(layer, name, array)
+                setattr(layer, f"{name}_gradient", xp.zeros_like(array))
+
+
+@contextmanager
+def _initialization_off(layer_list: Sequence[Any]) -> Iterator[None]:
+    """Inside, ``init_weights`` keeps the arrays the layers hold (the Model would redraw them)."""
+    patched = [layer for layer in layer_list if callable(getattr(layer, "init_weights", None))]
+    for layer in patched:
+        layer.init_weights = _keep_weights
+    try:
+        yield
+    finally:
+        for layer in patched:
+            del layer.init_weights
+
+
+def _keep_weights(method: str, no_bias: bool) -> None:
+    """Stands in for ``init_weights`` while a loaded model is assembled."""
 
 
 def _restore_globals(optimizer: optimizers.Optimizer, values: Any) -> None:
