@@ -20,7 +20,7 @@ import pytest
 
 from helpers_model import assert_same_arrays, model_arrays
 from mpneuralnetwork import set_seed, to_device, to_host
-from mpneuralnetwork.activations import Activation, ReLU, Softmax, Tanh
+from mpneuralnetwork.activations import Activation, ReLU, Sigmoid, Softmax, Tanh
 from mpneuralnetwork.layers import (
     BatchNormalization,
     BatchNormalization2D,
@@ -422,3 +422,19 @@ def test_a_divergence_in_epoch_one_leaves_no_nan_optimizer_state(
 def test_dropout_and_activations_hold_no_arrays() -> None:
     for layer in (Dropout(0.3), Flatten(), ReLU(), Softmax()):
         assert layer.array_shapes((3,)) == {}
+
+
+@pytest.mark.parametrize(
+    ("loss", "last"),
+    [(BinaryCrossEntropy(), Sigmoid), (CategoricalCrossEntropy(temperature=2.0), Softmax)],
+)
+def test_a_network_ending_with_the_output_activation_round_trips(
+    tmp_path: Path, loss: Any, last: Any
+) -> None:
+    # the Model drops the second copy (the output activation) and keeps the first
+    model = Model([Dense(3, input_size=2), last(), last()], loss)
+    assert [type(layer) for layer in model.layers] == [Dense, last]
+    loaded = load_model(save_model(model, tmp_path / "m"))
+    assert [type(layer) for layer in loaded.layers] == [Dense, last]
+    x = np.array([[0.5, -1.0], [2.0, 0.25]], dtype=np.float32)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))

@@ -290,12 +290,24 @@ def load_model(path: str | os.PathLike[str]) -> Model:
         weights = _read_arrays(archive, headers)
     _adopt(layer_list, weights)
     with _initialization_off(layer_list):
-        model = Model(layer_list, loss, optimizer, metric_list)
-    if len(model.layers) != len(layer_list):
-        raise ValueError("load_model: the architecture ends with the loss's output activation")
+        model = Model(_with_output_activation(layer_list, loss), loss, optimizer, metric_list)
     restore_model_weights(model.layers, weights, model.optimizer)
     _restore_globals(model.optimizer, config.get("optimizer_globals", {}))
     return model
+
+
+def _with_output_activation(layer_list: list[Any], loss: losses.Loss) -> list[Any]:
+    """The layers, plus a copy of the loss's output activation for the Model to drop.
+
+    The Model drops a trailing copy of that activation from the layers it is given;
+    a saved network whose own last layer is one (``[..., Sigmoid(), Sigmoid()]`` was
+    saved as ``[..., Sigmoid()]``) keeps it this way.
+    """
+    if isinstance(loss, losses.BinaryCrossEntropy):
+        return [*layer_list, activations.Sigmoid()]
+    if isinstance(loss, losses.CategoricalCrossEntropy):
+        return [*layer_list, activations.Softmax()]
+    return layer_list
 
 
 def _headers(archive: Any, path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype[Any]]]:
