@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import math
-import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from . import _checks
 from ._errstate import quiet_floating_point
 from .activations import Activation, PReLU, ReLU, Sigmoid, Softmax, Swish
 from .backend import DTYPE, ArrayType, to_device, to_host, xp
+from .callbacks import Callback
 from .history import History
 from .layers import BatchNormalization, Convolutional, Dense, Dropout, Layer
 from .losses import MSE, BinaryCrossEntropy, CategoricalCrossEntropy, Loss
 from .metrics import RMSE, Accuracy, F1Score, Metric, R2Score
 from .optimizers import SGD, Optimizer
-from .serialization import Snapshot, get_model_weights, restore_model_weights
+from .training import fit
+from .weights import get_model_weights, restore_model_weights
 
 __all__ = ["Model"]
 
@@ -81,6 +80,10 @@ class Model:
             list(metrics) if metrics is not None else self._default_metrics()
         )
         self.history: History | None = None
+        #: The callbacks of the last ``train`` call (or of the loaded file).
+        self.callbacks: list[Callback] = []
+        #: Set to True by a callback to end training after the current epoch.
+        self.stop_training = False
 
     # ------------------------------------------------------------ construction
     def _build_graph(self) -> None:
@@ -253,175 +256,52 @@ class Model:
         model_checkpoint: bool = True,
         compute_train_metrics: bool = False,
         verbose: int = 1,
+        callbacks: Sequence[Callback] | None = None,
+        initial_epoch: int = 0,
     ) -> History:
-        """Train with mini-batch gradient descent.
+        """Train with mini-batch gradient descent (the loop is in `mpneuralnetwork.training`).
 
         Args:
             X_train: Inputs (N, *input_shape).
             y_train: Targets (N, *output_shape); one-hot for classification.
-            epochs: Number of passes over the data, >= 0.
+            epochs: The number of the last epoch, >= 0: the run trains epochs
+                ``initial_epoch + 1`` to ``epochs`` (all of them by default).
             batch_size: Samples per gradient step, >= 1 (the last batch may be smaller).
             evaluation: ``(X_val, y_val)``; wins over ``auto_evaluation``.
             auto_evaluation: Fraction of the data held out at random for
                 validation when ``evaluation`` is None, in [0, 1) (0: none).
             early_stopping: Stop after this many epochs without improvement of the
-                monitored loss (the validation loss, else the training loss).
+                monitored loss (the validation loss, else the training loss); a
+                shortcut for an `EarlyStopping` callback.
             model_checkpoint: Keep the best weights, layer state and optimizer
-                state, and restore them at the end.
+                state, and restore them at the end; a shortcut for an in-memory
+                `ModelCheckpoint` callback.
             compute_train_metrics: Also report the metrics on the training batches.
-            verbose: 0 silent, 1 one line per epoch, 2 a progress bar per epoch (tqdm).
+            verbose: 0 silent, 1 one line per epoch, 2 also a progress bar per epoch (tqdm).
+            callbacks: `Callback` objects called during training. The model keeps
+                them (``model.callbacks``, saved by ``save_model``): None reuses
+                those of the previous call or of the loaded file, ``[]`` trains without.
+            initial_epoch: Epochs already trained (when resuming): callbacks and
+                schedules continue from their state instead of starting afresh.
 
         Returns:
-            The `History` of the run (also kept as
-            ``model.history``).
+            The `History` of the run (also kept as ``model.history``).
         """
-        epochs = _checks.non_negative_int("train", "epochs", epochs)
-        batch_size = _checks.positive_int("train", "batch_size", batch_size)
-        auto_evaluation = _checks.number_in(
-            "train", "auto_evaluation", auto_evaluation, 0.0, 1.0, high_open=True
+        return fit(
+            self,
+            X_train,
+            y_train,
+            epochs,
+            batch_size,
+            evaluation=evaluation,
+            auto_evaluation=auto_evaluation,
+            early_stopping=early_stopping,
+            model_checkpoint=model_checkpoint,
+            compute_train_metrics=compute_train_metrics,
+            verbose=verbose,
+            callbacks=callbacks,
+            initial_epoch=initial_epoch,
         )
-        if early_stopping is not None:
-            early_stopping = _checks.positive_int("train", "early_stopping", early_stopping)
-        model_checkpoint = _checks.boolean("train", "model_checkpoint", model_checkpoint)
-        compute_train_metrics = _checks.boolean(
-            "train", "compute_train_metrics", compute_train_metrics
-        )
-        if verbose not in (0, 1, 2):
-            raise ValueError(f"train: verbose must be 0, 1 or 2; got {verbose!r}")
-        x, y = self._check_xy(X_train, y_train, "X_train", "y_train")
-        x, y, x_val, y_val = self._validation_split(x, y, evaluation, auto_evaluation)
-        progress = _progress_factory(verbose)
-
-        history = self.history = History()
-        # `safe` is what an interruption or a divergence falls back to: the best epoch
-        # with checkpointing, else the last finite one.
-        safe, safe_epoch = Snapshot.take(self.layers, self.optimizer), 0
-        best_loss, waited = math.inf, 0
-        try:
-            for epoch in range(1, epochs + 1):
-                start = time.perf_counter()
-                train_loss, train_logits, y_seen = self._run_epoch(
-                    x, y, batch_size, compute_train_metrics, progress, epoch, epochs
-                )
-                values: dict[str, float] = {"loss": train_loss}
-                if compute_train_metrics:
-                    values.update(_drop_loss(self._scores(y_seen, train_logits, train_loss)))
-                monitored = train_loss
-                if x_val is not None:
-                    val_logits = self._logits(x_val)
-                    val_loss = self.loss.direct(val_logits, y_val)
-                    val_scores = self._scores(y_val, val_logits, val_loss)
-                    values.update({f"val_{k}": v for k, v in val_scores.items()})
-                    monitored = val_loss
-                values["learning_rate"] = self.optimizer.learning_rate
-                values["epoch_time"] = time.perf_counter() - start
-                history.append(epoch, values)
-                if verbose:
-                    print(_epoch_line(epoch, epochs, values))
-                if not math.isfinite(monitored) or not math.isfinite(train_loss):
-                    safe.restore(self.layers, self.optimizer)
-                    _report(
-                        verbose,
-                        f"TRAINING STOPPED: the loss became {monitored} at epoch {epoch} "
-                        f"(diverging; try a smaller learning rate). Restored the weights of "
-                        f"epoch {safe_epoch}.",
-                    )
-                    break
-                improved = monitored < best_loss
-                if improved:
-                    best_loss, waited = monitored, 0
-                    history.best_epoch, history.best_loss = epoch, monitored
-                else:
-                    waited += 1
-                if improved or not model_checkpoint:
-                    safe, safe_epoch = Snapshot.take(self.layers, self.optimizer), epoch
-                if early_stopping is not None and waited >= early_stopping:
-                    history.stopped_early = True
-                    if verbose:
-                        print(
-                            f"EARLY STOPPING: no improvement for {early_stopping} epochs "
-                            f"(best loss = {best_loss:.4f} at epoch {history.best_epoch})"
-                        )
-                    break
-        except KeyboardInterrupt:
-            safe.restore(self.layers, self.optimizer)
-            _report(verbose, f"TRAINING INTERRUPTED: restored the weights of epoch {safe_epoch}.")
-            raise
-        if model_checkpoint and history.best_epoch is not None:
-            safe.restore(self.layers, self.optimizer)
-            if verbose:
-                print(
-                    f"MODEL CHECKPOINT: restored the weights of epoch {history.best_epoch} "
-                    f"(best loss = {best_loss:.4f})"
-                )
-        return history
-
-    def _validation_split(
-        self, x: Any, y: Any, evaluation: Any, auto_evaluation: float
-    ) -> tuple[Any, Any, Any, Any]:
-        """``(x_train, y_train, x_val, y_val)``; the validation pair is None without one."""
-        if evaluation is not None:
-            if not isinstance(evaluation, (tuple, list)) or len(evaluation) != 2:
-                received = type(evaluation).__name__
-                if isinstance(evaluation, (tuple, list)):
-                    received += f" of length {len(evaluation)}"
-                raise ValueError(
-                    f"train: evaluation must be a tuple (X_val, y_val); got {received}"
-                )
-            x_val, y_val = self._check_xy(
-                evaluation[0], evaluation[1], "evaluation[0]", "evaluation[1]"
-            )
-            return x, y, x_val, y_val
-        n = x.shape[0]
-        n_val = int(n * auto_evaluation)
-        if n_val == 0:
-            return x, y, None, None
-        if n_val >= n:
-            raise ValueError(f"train: auto_evaluation={auto_evaluation} leaves no training sample")
-        order = xp.random.permutation(n)
-        val_idx, train_idx = order[:n_val], order[n_val:]
-        return x[train_idx], y[train_idx], x[val_idx], y[val_idx]
-
-    def _run_epoch(
-        self,
-        x: Any,
-        y: Any,
-        batch_size: int,
-        keep_logits: bool,
-        progress: Any,
-        epoch: int,
-        epochs: int,
-    ) -> tuple[float, Any, Any]:
-        """One pass over shuffled mini-batches.
-
-        Returns:
-            The mean training loss, and with ``keep_logits`` the training-mode logits
-            and the targets in the order they were seen (else None, None).
-        """
-        n = x.shape[0]
-        order = xp.random.permutation(n)
-        total: Any = 0.0
-        kept, seen = [], []
-        batches: Any = _batches(n, batch_size)
-        if progress is not None:
-            batches = progress(batches, total=-(-n // batch_size), desc=f"epoch {epoch}/{epochs}")
-        for start, stop in batches:
-            # Gathering per batch keeps no shuffled copy of the whole data set in memory.
-            index = order[start:stop]
-            xb, yb = x[index], y[index]
-            logits = self._forward(xb, True)
-            value, gradient = self.loss.value_and_gradient(logits, yb)
-            total = total + value * (stop - start)
-            if keep_logits:
-                kept.append(logits.copy())
-                seen.append(yb)
-            self._backward(gradient)
-            self.optimizer.step(self.layers)
-            if progress is not None:
-                batches.set_postfix(loss=f"{float(total) / stop:.4f}", refresh=False)
-        if not keep_logits:
-            return float(total) / n, None, None
-        return float(total) / n, xp.concatenate(kept), xp.concatenate(seen)
 
     # -------------------------------------------------------------- inference
     @quiet_floating_point
@@ -522,14 +402,6 @@ class Model:
         )
 
 
-def _report(verbose: int, message: str) -> None:
-    """Print an event of training; when silent, still warn, since it changed the weights."""
-    if verbose:
-        print(message)
-    else:
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
-
-
 def _all_finite(a: Any) -> bool:
     """No NaN or inf in ``a``; one fast reduction, the exact test only if the sum overflows."""
     return bool(xp.isfinite(a.sum())) or bool(xp.isfinite(a).all())
@@ -537,47 +409,3 @@ def _all_finite(a: Any) -> bool:
 
 def _dims(shape: tuple[int, ...]) -> str:
     return ", ".join(map(str, shape))
-
-
-def _batches(n: int, batch_size: int) -> Iterator[tuple[int, int]]:
-    for start in range(0, n, batch_size):
-        yield start, min(start + batch_size, n)
-
-
-def _drop_loss(scores: dict[str, float]) -> dict[str, float]:
-    return {k: v for k, v in scores.items() if k != "loss"}
-
-
-def _epoch_line(epoch: int, epochs: int, values: dict[str, float]) -> str:
-    width = len(str(epochs))
-    train = [f"loss = {values['loss']:.4f}"] + [
-        f"{k} = {v:.4f}"
-        for k, v in values.items()
-        if k not in ("loss", "learning_rate", "epoch_time") and not k.startswith("val_")
-    ]
-    line = f"epoch {epoch:>{width}}/{epochs}   |   [training]   " + "   ".join(train)
-    val = [f"{k[4:]} = {v:.4f}" for k, v in values.items() if k.startswith("val_")]
-    if val:
-        line += "   |   [evaluation]   " + "   ".join(val)
-    return line
-
-
-def _progress_factory(verbose: int) -> Any:
-    """tqdm (the notebook widget in Jupyter) for verbose=2, else None."""
-    if verbose != 2:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        warnings.warn(
-            "train(verbose=2) needs tqdm for the progress bar (pip install tqdm); "
-            "showing one line per epoch instead.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return None
-
-    def progress(batches: Iterator[tuple[int, int]], total: int, desc: str) -> Any:
-        return tqdm(batches, total=total, desc=desc, unit="batch", leave=False)
-
-    return progress

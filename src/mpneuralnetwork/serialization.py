@@ -1,37 +1,32 @@
 """Saving and loading models, and flat dictionaries of their arrays.
 
-An archive is one compressed ``.npz`` file holding:
-
-- ``architecture``: JSON list of the layer configs;
-- ``model_config``: JSON with the ``loss`` and ``optimizer`` configs,
-  ``optimizer_globals`` (scalar optimizer state such as Adam's ``t``) and ``metrics``;
-- ``layer_{i}_{param}``, ``layer_{i}_state_{name}`` and
-  ``optimizer_{state}_layer_{i}_{param}`` arrays (float32).
+`save_model` writes one compressed ``.npz`` archive (its layout is described in
+`mpneuralnetwork.archive`); `load_model` reads it back into a new `Model`, with
+the optimizer's state and the state of the saved callbacks.
+`get_model_weights` and `restore_model_weights` work on flat dicts of arrays.
 
 Loading never unpickles anything: a crafted file cannot run code.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
 import re
-import tempfile
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args
+from typing import Any, get_args
 
 import numpy as np
 
-from . import _checks, activations, layers, losses, metrics, optimizers
-from .backend import DTYPE, to_host, xp
-
-if TYPE_CHECKING:
-    from .model import Model
+from . import _checks, activations, callbacks, layers, losses, metrics, optimizers, schedules
+from .archive import save_model
+from .backend import DTYPE, xp
+from .model import Model
+from .weights import get_model_weights, restore_model_weights
 
 __all__ = ["get_model_weights", "load_model", "restore_model_weights", "save_model"]
 
@@ -50,166 +45,13 @@ _LAYERS = {**_registry(layers, layers.Layer), **_registry(activations, activatio
 _LOSSES = _registry(losses, losses.Loss)
 _OPTIMIZERS = _registry(optimizers, optimizers.Optimizer)
 _METRICS = _registry(metrics, metrics.Metric)
+_CALLBACKS = {
+    **_registry(callbacks, callbacks.Callback),
+    **_registry(schedules, callbacks.Callback),
+}
 
 
-# --------------------------------------------------------------- flat weights
-def _collect(
-    layer_list: Sequence[Any], optimizer_params: dict[str, Any] | None, copy: Callable[[Any], Any]
-) -> dict[str, Any]:
-    weights: dict[str, Any] = {}
-    for i, layer in enumerate(layer_list):
-        for name, (value, _) in layer.params.items():
-            weights[f"layer_{i}_{name}"] = copy(value)
-        for name, value in layer.state.items():
-            weights[f"layer_{i}_state_{name}"] = copy(value)
-    for state, per_param in (optimizer_params or {}).items():
-        if isinstance(per_param, dict):
-            for key, value in per_param.items():
-                weights[f"optimizer_{state}_{key}"] = copy(value)
-        else:  # a scalar such as Adam's step count t, as a 0-d array
-            weights[f"optimizer_{state}"] = copy(xp.asarray(per_param))
-    return weights
-
-
-def get_model_weights(
-    layers: Sequence[Any], optimizer_params: dict[str, Any] | None = None
-) -> dict[str, np.ndarray]:
-    """A flat dict of host float32 copies of every parameter, state and optimizer array.
-
-    Args:
-        layers: The model's layers.
-        optimizer_params: An optimizer's ``params`` (its state), or None.
-
-    Returns:
-        ``{"layer_{i}_{param}": ..., "layer_{i}_state_{name}": ...,
-        "optimizer_{state}_layer_{i}_{param}": ...}``, plus scalar optimizer state
-        such as Adam's ``t`` as 0-d arrays named ``optimizer_{name}``.
-    """
-    return _collect(layers, optimizer_params, lambda a: np.array(to_host(a), dtype=np.float32))
-
-
-def restore_model_weights(
-    layers: Sequence[Any], weights: dict[str, Any], optimizer: optimizers.Optimizer | None = None
-) -> None:
-    """Write arrays named as by `get_model_weights` back into layers and optimizer.
-
-    Parameters are copied into the existing arrays. With an ``optimizer``, its
-    per-parameter state is replaced by the ``optimizer_*`` arrays.
-
-    Raises:
-        ValueError: An array of a layer is missing or has the wrong shape.
-    """
-    for i, layer in enumerate(layers):
-        for kind, names in (("params", list(layer.params)), ("state", list(layer.state))):
-            prefix = f"layer_{i}_" if kind == "params" else f"layer_{i}_state_"
-            missing = [prefix + name for name in names if prefix + name not in weights]
-            if missing:
-                raise ValueError(f"restore_model_weights: weights lack {missing}")
-            values = {name: weights[prefix + name] for name in names}
-            if kind == "params":
-                layer.load_params(values)
-            else:
-                layer.state = values
-    if optimizer is not None:
-        for state, per_param in optimizer.params.items():
-            if not isinstance(per_param, dict):
-                if f"optimizer_{state}" in weights:  # a scalar such as Adam's t
-                    setattr(optimizer, state, type(per_param)(weights[f"optimizer_{state}"]))
-                continue
-            prefix = f"optimizer_{state}_"
-            per_param.clear()
-            for key, value in weights.items():
-                if key.startswith(prefix):
-                    per_param[key[len(prefix) :]] = xp.array(value, dtype=DTYPE)  # a copy
-
-
-class Snapshot:
-    """An on-device copy of the weights, layer state and optimizer state (checkpoints)."""
-
-    def __init__(self, arrays: dict[str, Any]) -> None:
-        self.arrays = arrays
-
-    @classmethod
-    def take(cls, layer_list: Sequence[Any], optimizer: optimizers.Optimizer) -> Snapshot:
-        """Copy everything that training changes."""
-        return cls(_collect(layer_list, optimizer.params, lambda a: a.copy()))
-
-    def restore(self, layer_list: Sequence[Any], optimizer: optimizers.Optimizer) -> None:
-        """Write the copy back (the snapshot stays usable)."""
-        restore_model_weights(layer_list, self.arrays, optimizer)
-
-
-# ---------------------------------------------------------------- save / load
-def save_model(model: Model, filepath: str | os.PathLike[str]) -> Path:
-    """Save a model to one compressed ``.npz`` archive (``.npz`` appended when missing).
-
-    The archive is written to a temporary file in the same folder, then renamed over
-    ``filepath`` in one step: a save that fails or is interrupted leaves any previous
-    file intact. The temporary is removed when the save raises (KeyboardInterrupt
-    included); a process killed while writing cannot remove it, so the next save of
-    the same file removes the temporaries of processes that no longer run (POSIX).
-
-    Returns:
-        The path written.
-    """
-    path = Path(filepath)
-    if path.suffix != ".npz":
-        path = path.with_name(path.name + ".npz")
-    params = model.optimizer.params
-    architecture = [layer.get_config() for layer in model.layers]
-    config = {
-        "loss": model.loss.get_config(),
-        "optimizer": model.optimizer.get_config(),
-        "optimizer_globals": {k: v for k, v in params.items() if not isinstance(v, dict)},
-        "metrics": [metric.get_config() for metric in model.metrics],
-    }
-    arrays = get_model_weights(model.layers, params)
-    for name in config["optimizer_globals"]:  # kept in the JSON config instead
-        del arrays[f"optimizer_{name}"]
-    arrays["architecture"] = np.array(json.dumps(architecture))
-    arrays["model_config"] = np.array(json.dumps(config))
-    folder = path.parent if str(path.parent) else Path(".")
-    _remove_stale_temporaries(folder, path.name)
-    handle, temporary = tempfile.mkstemp(
-        dir=folder, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez_compressed(file, **arrays)  # type: ignore[arg-type]
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _remove_stale_temporaries(folder: Path, name: str) -> None:
-    """Remove ``.{name}.{pid}.*.tmp`` files left by killed saves (their process is gone).
-
-    The temporary of a save still running (in this or another live process) is kept.
-    Elsewhere than on POSIX, liveness cannot be asked cheaply: nothing is removed.
-    """
-    if os.name != "posix":
-        return
-    prefix = f".{name}."
-    for candidate in folder.glob(f"{glob.escape(prefix)}*.tmp"):
-        pid = candidate.name[len(prefix) :].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
-            candidate.unlink(missing_ok=True)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        return True
-    return True
-
-
+# ---------------------------------------------------------------------- load
 def _build(kind: str, registry: dict[str, type], config: Any) -> Any:
     if not isinstance(config, dict) or not isinstance(config.get("type"), str):
         raise ValueError(
@@ -256,8 +98,6 @@ def load_model(path: str | os.PathLike[str]) -> Model:
             mis-shaped, non-finite or object arrays, unknown classes, bad configs.
         FileNotFoundError: No such file.
     """
-    from .model import Model
-
     path = Path(path)
     if not path.exists() and path.suffix != ".npz" and path.with_name(path.name + ".npz").exists():
         path = path.with_name(path.name + ".npz")
@@ -293,7 +133,25 @@ def load_model(path: str | os.PathLike[str]) -> Model:
         model = Model(_with_output_activation(layer_list, loss), loss, optimizer, metric_list)
     restore_model_weights(model.layers, weights, model.optimizer)
     _restore_globals(model.optimizer, config.get("optimizer_globals", {}))
+    model.callbacks = _callbacks(config.get("callbacks", []))
     return model
+
+
+def _callbacks(records: Any) -> list[callbacks.Callback]:
+    """The saved callbacks, rebuilt from their configs, with their state."""
+    if not isinstance(records, list):
+        raise ValueError("load_model: 'callbacks' must be a list")
+    rebuilt = []
+    for record in records:
+        if not isinstance(record, dict) or not isinstance(record.get("state"), dict):
+            raise ValueError(f"load_model: bad callback record {record!r}")
+        callback = _build("callback", _CALLBACKS, record.get("config"))
+        try:
+            callback.state = record["state"]
+        except ValueError as exc:
+            raise ValueError(f"load_model: {exc}") from None
+        rebuilt.append(callback)
+    return rebuilt
 
 
 def _with_output_activation(layer_list: list[Any], loss: losses.Loss) -> list[Any]:
