@@ -120,15 +120,30 @@ def test_loading_allocates_no_more_than_the_file_holds(tmp_path: Path) -> None:
     assert crafted <= honest + 1_000_000, (crafted, honest)
 
 
-def test_load_model_leaves_the_global_random_state_alone(tmp_path: Path) -> None:
-    path = save_model(trained_model(), tmp_path / "model")
+@pytest.mark.parametrize("explicit", [False, True])
+def test_load_model_leaves_the_global_random_state_alone(tmp_path: Path, explicit: bool) -> None:
+    # explicit initializations draw at build (even in the constructor), "auto" ones in Model
+    model = (
+        Model(
+            [
+                Convolutional(2, 3, input_shape=(1, 4, 4), initialization="he"),
+                Flatten(),
+                Dense(3, initialization="xavier"),
+            ],
+            MSE(),
+        )
+        if explicit
+        else trained_model()
+    )
+    path = save_model(model, tmp_path / "model")
     set_seed(7)
     before = np.random.get_state()  # noqa: NPY002 - the global state is the point
     loaded = load_model(path)
     after = np.random.get_state()  # noqa: NPY002
     assert before[0] == after[0] and before[2:] == after[2:]
     np.testing.assert_array_equal(before[1], after[1])
-    assert loaded.layers[5].weights is not None
+    assert_same_arrays(model_arrays(loaded), model_arrays(model))
+    assert [c.get_config() for c in loaded.layers] == [c.get_config() for c in model.layers]
 
 
 def test_every_library_layer_states_its_array_shapes_without_allocating() -> None:

@@ -6,8 +6,9 @@ the optimizer and the Model, then ``train``, ``evaluate``, ``test``, ``predict``
 library's own ValueError or TypeError, from library code, with a message naming the
 argument at fault. Nothing else may happen: no other exception, and no warning at all
 (warnings are errors here; the library's own report of a divergence is printed, with
-``verbose=1``). After any ``train``, every weight and every optimizer state is finite,
-and a saved and reloaded model predicts exactly what the original predicts.
+``verbose=1``). After any ``train``, every weight and every optimizer state is finite;
+a saved and reloaded model holds the same arrays and predicts exactly what the
+original predicts, and loading leaves the global random state alone.
 
 The examples are derandomized (the same cases on every run, so CI is reproducible);
 on failure hypothesis prints the smallest failing case and a reproduction blob.
@@ -256,6 +257,11 @@ def all_finite(model: Model) -> bool:
     )
 
 
+def assert_same_random_state(actual: Any, expected: Any) -> None:
+    assert actual[0] == expected[0] and actual[2:] == expected[2:]
+    np.testing.assert_array_equal(actual[1], expected[1])
+
+
 TRAIN_NAMES = {
     "X_train", "y_train", "epochs", "batch_size", "auto_evaluation", "early_stopping",
 }  # fmt: skip
@@ -300,7 +306,10 @@ def run_case(case: dict[str, Any]) -> None:
     clean = rng.standard_normal((3, *case["input_shape"])).astype(np.float32)
     before = model.predict(clean)
     with tempfile.TemporaryDirectory() as folder:
-        loaded = load_model(save_model(model, Path(folder) / "model"))
+        path = save_model(model, Path(folder) / "model")
+        random_state = np.random.get_state()  # noqa: NPY002 - loading must not draw
+        loaded = load_model(path)
+        assert_same_random_state(np.random.get_state(), random_state)  # noqa: NPY002
     assert_same_arrays(model_arrays(loaded), model_arrays(model))
     np.testing.assert_array_equal(loaded.predict(clean), before)
 

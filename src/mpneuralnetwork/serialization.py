@@ -125,12 +125,13 @@ def load_model(path: str | os.PathLike[str]) -> Model:
             if not isinstance(config["metrics"], list):
                 raise ValueError("load_model: 'metrics' must be a list of metric configs")
             metric_list = [_build("metric", _METRICS, c) for c in config["metrics"]]
-        expected = _build_layers(layer_list, headers, path)
-        _check_names(expected, headers, optimizer, path)
-        weights = _read_arrays(archive, headers)
-    _adopt(layer_list, weights)
-    with _initialization_off(layer_list):
-        model = Model(_with_output_activation(layer_list, loss), loss, optimizer, metric_list)
+        with _initialization_off(layer_list):  # the file's arrays are the weights
+            expected = _build_layers(layer_list, headers, path)
+            _check_names(expected, headers, optimizer, path)
+            weights = _read_arrays(archive, headers)
+            _adopt(layer_list, weights)
+            layer_list = _with_output_activation(layer_list, loss)
+            model = Model(layer_list, loss, optimizer, metric_list)
     restore_model_weights(model.layers, weights, model.optimizer)
     _restore_globals(model.optimizer, config.get("optimizer_globals", {}))
     model.callbacks = _callbacks(config.get("callbacks", []))
@@ -335,7 +336,10 @@ def _adopt(layer_list: Sequence[Any], weights: dict[str, np.ndarray]) -> None:
 
 @contextmanager
 def _initialization_off(layer_list: Sequence[Any]) -> Iterator[None]:
-    """Inside, ``init_weights`` keeps the arrays the layers hold (the Model would redraw them)."""
+    """Inside, ``init_weights`` draws nothing: building a layer and the Model would.
+
+    The arrays then come from the file (`_adopt`), never from a random draw.
+    """
     patched = [layer for layer in layer_list if callable(getattr(layer, "init_weights", None))]
     for layer in patched:
         layer.init_weights = _keep_weights
