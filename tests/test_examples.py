@@ -114,5 +114,22 @@ def test_every_example_is_tested() -> None:
         "save_load_resume.py",
         "gpu.py",
         "plot_learning_curves.py",
+        "plot_schedules.py",
+        "cosine_digits.py",
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
+
+
+def test_plot_schedules_draws_every_schedule(tmp_path: Path) -> None:
+    target = tmp_path / "schedules.png"
+    output = run_example("plot_schedules.py", "--epochs", "12", "--output", str(target))
+    assert target.read_bytes().startswith(b"\x89PNG")
+    # StepDecay(10, gamma=0.5) from 0.01: epoch 12 trains at 0.005
+    assert "StepDecay(10, gamma=0.5): epoch 1 0.01000, epoch 12 0.00500" in output
+    assert "warmup_epochs=5): epoch 1 0.00200" in output
+
+
+def test_cosine_digits_compares_two_schedules() -> None:
+    output = run_example("cosine_digits.py", "--epochs", "1")
+    assert re.search(r"test accuracy, constant rate: +0\.\d{4}", output)
+    assert re.search(r"test accuracy, cosine annealing: +0\.\d{4}", output)
