@@ -42,6 +42,18 @@ def _pair(owner: str, y_true: Any, y_pred: Any) -> tuple[Any, Any]:
     return y_true, y_pred
 
 
+def _ratio(numerator: Any, denominator: Any) -> Any:
+    """numerator / denominator, and 0 where the denominator is 0.
+
+    A denominator of 0 needs ε = 0 and a count of 0, whose numerator is then 0 as well:
+    0 is the limit of the ε > 0 formula as ε → 0 (for floats and backend arrays alike).
+    """
+    if isinstance(denominator, float):
+        return numerator / denominator if denominator != 0.0 else 0.0
+    zero = denominator == 0
+    return xp.where(zero, 0.0, numerator / xp.where(zero, 1.0, denominator))
+
+
 def _is_one_hot(y: Any) -> bool:
     return y.ndim == 2 and y.shape[1] > 1
 
@@ -95,7 +107,9 @@ class R2Score(Metric):
     """1 − SS_res/(SS_tot + ε), SS_tot taken around each column's mean.
 
     Args:
-        epsilon: Keeps the division finite for a constant target.
+        epsilon: Keeps the division finite for a constant target. With ε = 0 and a
+            constant target, the score is the limit as ε → 0: 1.0 for exact
+            predictions, −inf otherwise.
     """
 
     def __init__(self, epsilon: float = 1e-8) -> None:
@@ -107,6 +121,8 @@ class R2Score(Metric):
         centered = y_true - y_true.mean(axis=0, keepdims=True)
         ss_res = float((residual * residual).sum())
         ss_tot = float((centered * centered).sum())
+        if ss_tot + self.epsilon == 0.0:
+            return 1.0 if ss_res == 0.0 else -math.inf
         return 1.0 - ss_res / (ss_tot + self.epsilon)
 
     def get_config(self) -> dict[str, Any]:
@@ -128,7 +144,11 @@ class Accuracy(Metric):
 
 
 class _ClassScore(Metric):
-    """Shared counting of Precision and Recall (macro average for one-hot targets)."""
+    """Shared counting of Precision and Recall (macro average for one-hot targets).
+
+    With ε = 0, a class never predicted (Precision) or never present (Recall) scores 0,
+    the limit of the ε > 0 formula.
+    """
 
     def __init__(self, epsilon: float = 1e-8) -> None:
         self.epsilon = _checks.number_in(type(self).__name__, "epsilon", epsilon, 0.0, math.inf)
@@ -209,7 +229,7 @@ class Precision(_ClassScore):
     """
 
     def _score(self, true_positive: Any, actual: Any, predicted: Any) -> Any:
-        return true_positive / (predicted + self.epsilon)
+        return _ratio(true_positive, predicted + self.epsilon)
 
 
 class Recall(_ClassScore):
@@ -225,7 +245,7 @@ class Recall(_ClassScore):
     """
 
     def _score(self, true_positive: Any, actual: Any, predicted: Any) -> Any:
-        return true_positive / (actual + self.epsilon)
+        return _ratio(true_positive, actual + self.epsilon)
 
 
 class F1Score(Metric):
@@ -235,7 +255,7 @@ class F1Score(Metric):
     arguments described under `Precision`.
 
     Args:
-        epsilon: Used by the three divisions.
+        epsilon: Used by the three divisions; with ε = 0, F1 is 0 when P + R = 0.
     """
 
     def __init__(self, epsilon: float = 1e-8) -> None:
@@ -252,7 +272,7 @@ class F1Score(Metric):
     ) -> float:
         p = self._precision(y_true, y_pred, num_classes, no_check)
         r = self._recall(y_true, y_pred, num_classes, no_check)
-        return 2.0 * p * r / (p + r + self.epsilon)
+        return float(_ratio(2.0 * p * r, p + r + self.epsilon))
 
     def get_config(self) -> dict[str, Any]:
         return {"type": "F1Score", "epsilon": self.epsilon}

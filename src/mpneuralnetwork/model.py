@@ -6,6 +6,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from ._errstate import quiet_floating_point
 from .activations import Activation, PReLU, ReLU, Sigmoid, Softmax, Swish
 from .backend import DTYPE, ArrayType, to_device, to_host, xp
 from .callbacks import Callback
@@ -243,6 +244,7 @@ class Model:
         return _Scores(scores, self.metrics)
 
     # ---------------------------------------------------------------- training
+    @quiet_floating_point
     def train(
         self,
         X_train: ArrayType,
@@ -303,6 +305,7 @@ class Model:
         )
 
     # -------------------------------------------------------------- inference
+    @quiet_floating_point
     def evaluate(
         self,
         X: ArrayType,
@@ -331,6 +334,7 @@ class Model:
         scores = self._scores(y, logits, loss) if compute_metrics else {"loss": loss}
         return (logits if training else self._activate(logits)), scores
 
+    @quiet_floating_point
     def test(self, X_test: ArrayType, y_test: ArrayType) -> dict[str, float]:
         """Print a ``Test results:`` block with the loss and every metric, and return them."""
         _, scores = self.evaluate(X_test, y_test)
@@ -339,6 +343,7 @@ class Model:
             print(f"   {key} = {value:.4f}")
         return scores
 
+    @quiet_floating_point
     def predict(self, X: ArrayType) -> Any:
         """Activated predictions (N, *output_shape) as a NumPy array, in inference mode."""
         x = self._check_x(X, "X")
