@@ -385,6 +385,19 @@ def test_the_api_reference_documents_every_export_by_its_import_path() -> None:
     assert "model.md" in {directives["mpneuralnetwork.model.Model"]}
 
 
+def test_the_api_reference_shows_no_private_base_class() -> None:
+    exported = _exported()
+    for page in sorted((DOCS / "api").glob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        for match in re.finditer(r"^::: (\S+)\n((?:    .*\n)*)", text, re.M):
+            value = exported.get(match[1])
+            private = [b.__name__ for b in getattr(value, "__bases__", ()) if b.__name__[0] == "_"]
+            if private:
+                assert "show_bases: false" in match[2], (
+                    f"api/{page.name}: {match[1]} shows {private}"
+                )
+
+
 # ------------------------------------------------------------ install commands
 _PIP = re.compile(r"\bpip install\b(?P<args>[^#\n]*)")
 
