@@ -380,7 +380,8 @@ class DataLoader(Loader):
                 tuple(self._x.shape[1:]),
                 None if self._y is None else tuple(self._y.shape[1:]),
             )
-        #: Indices of the samples this loader reads (sorted), or None for all of them.
+        #: Indices of the samples this loader reads (sorted, but for the kept part of a
+        #: `split`, which is only read shuffled), or None for all of them.
         self._indices: np.ndarray | None = None
         self._configure(batch_size, shuffle, drop_last, prefetch, seed)
 
@@ -467,7 +468,8 @@ class DataLoader(Loader):
         options: dict[str, Any] = {"shuffle": False, "drop_last": False, "seed": None}
         if batch_size is not None:
             options["batch_size"] = batch_size
-        return self._copy(self._indices, options)
+        indices = None if self._indices is None else np.sort(self._indices)
+        return self._copy(indices, options)
 
     def split(self, fraction: float) -> tuple[DataLoader, DataLoader]:
         """Hold a random ``fraction`` of the samples out (for validation), by index.
@@ -479,7 +481,8 @@ class DataLoader(Loader):
             fraction: Share of the samples held out, in (0, 1).
 
         Returns:
-            ``(kept, held_out)``: two subsets; ``held_out`` is unshuffled.
+            ``(kept, held_out)``: two subsets; ``held_out`` is unshuffled; ``in_order``
+            lists the samples of either in increasing order.
 
         Raises:
             ValueError: If the fraction holds out no sample.
@@ -493,7 +496,10 @@ class DataLoader(Loader):
             raise ValueError(f"DataLoader.split: fraction={fraction} of {n} samples holds out none")
         order = self._permutation(n)
         held_out = self.subset(order[:n_out], shuffle=False, drop_last=False, seed=None)
-        return self.subset(order[n_out:]), held_out
+        # The kept samples stay in the order drawn: with the epoch's permutation over
+        # them, each batch holds the samples Model.train drew before loaders existed.
+        kept = order[n_out:] if self._indices is None else self._indices[order[n_out:]]
+        return self._copy(kept, {}), held_out
 
     def _copy(self, indices: np.ndarray | None, options: dict[str, Any]) -> DataLoader:
         unknown = set(options) - {"batch_size", "shuffle", "drop_last", "prefetch", "seed"}

@@ -7,6 +7,8 @@ from typing import Any
 
 from .callbacks import Callback
 
+__all__ = ["History"]
+
 
 class History(Callback):
     """Per-epoch values of one ``train`` call (a callback that ``train`` always adds).

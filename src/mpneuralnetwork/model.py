@@ -6,6 +6,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from ._errstate import quiet_floating_point
 from .activations import Activation, PReLU, ReLU, Sigmoid, Softmax, Swish
 from .backend import DTYPE, ArrayType, to_device, to_host, xp
 from .callbacks import Callback
@@ -13,15 +14,15 @@ from .data import Loader
 from .history import History
 from .layers import BatchNormalization, Convolutional, Dense, Dropout, Layer
 from .losses import MSE, BinaryCrossEntropy, CategoricalCrossEntropy, Loss
-from .metrics import RMSE, Accuracy, F1Score, Metric, R2Score
+from .metrics import RMSE, Accuracy, F1Score, Metric, R2Score, _check_keys, _Scores
 from .optimizers import SGD, Optimizer
 from .training import fit
 from .weights import get_model_weights, restore_model_weights
 
 __all__ = ["Model"]
 
-#: Samples per forward pass at inference (bounds the memory of evaluate/predict).
 INFERENCE_CHUNK = 4096
+"""Samples per forward pass at inference (bounds the memory of evaluate and predict)."""
 
 
 class Model:
@@ -79,6 +80,7 @@ class Model:
         self.metrics: list[Metric] = (
             list(metrics) if metrics is not None else self._default_metrics()
         )
+        _check_keys(self.metrics)
         self.history: History | None = None
         #: The callbacks of the last ``train`` call (or of the loaded file).
         self.callbacks: list[Callback] = []
@@ -290,9 +292,10 @@ class Model:
                 scores[metric.key] = RMSE.from_mse(loss)
             else:
                 scores[metric.key] = metric(y, predictions)
-        return scores
+        return _Scores(scores, self.metrics)
 
     # ---------------------------------------------------------------- training
+    @quiet_floating_point
     def train(
         self,
         X_train: ArrayType | Loader,
@@ -358,6 +361,7 @@ class Model:
         )
 
     # -------------------------------------------------------------- inference
+    @quiet_floating_point
     def evaluate(
         self,
         X: ArrayType | Loader,
@@ -378,7 +382,9 @@ class Model:
         Returns:
             ``(predictions, metrics)``: predictions are the logits when ``training``
             is True and the activated outputs otherwise (backend arrays, in the
-            loader's order); ``metrics`` holds ``"loss"`` and each metric's key.
+            loader's order); ``metrics`` holds ``"loss"`` and each metric's key. With
+            exactly one `TopKAccuracy`, its value is also readable under its 1.1 key,
+            ``metrics["topkaccuracy"]`` (not listed among the keys).
         """
         if isinstance(X, Loader):
             _no_targets_beside(X, y, "evaluate", "X", "y")
@@ -390,6 +396,7 @@ class Model:
         scores = self._scores(y, logits, loss) if compute_metrics else {"loss": loss}
         return (logits if training else self._activate(logits)), scores
 
+    @quiet_floating_point
     def test(self, X_test: ArrayType | Loader, y_test: ArrayType | None = None) -> dict[str, float]:
         """Print a ``Test results:`` block with the loss and every metric, and return them.
 
@@ -403,6 +410,7 @@ class Model:
             print(f"   {key} = {value:.4f}")
         return scores
 
+    @quiet_floating_point
     def predict(self, X: ArrayType | Loader) -> Any:
         """Activated predictions (N, *output_shape) as a NumPy array, in inference mode.
 

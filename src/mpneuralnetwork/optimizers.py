@@ -18,16 +18,19 @@ from .backend import ArrayType, xp
 
 __all__ = ["SGD", "Adam", "Lit_R", "Optimizer", "RMSprop"]
 
-#: The regularizations: L1 adds ``weight_decay · sign(w)``, L2 adds ``weight_decay · w``.
 Lit_R = Literal["L1", "L2"]
+"""The regularizations: L1 adds ``weight_decay · sign(w)``, L2 adds ``weight_decay · w``."""
 _NOT_REGULARIZED = ("bias", "beta", "gamma")
 
-#: Elements per block of an update on the CPU. An update is a dozen passes over the
-#: parameter, its gradient and its state; cut into blocks, each block's arrays stay in
-#: the CPU caches between passes (Adam on a 3872x128 weight: 1.03 ms instead of 1.43 ms
-#: on the benchmark machine). Smaller parameters gain nothing and are updated whole; on
-#: a GPU each pass is one kernel over the whole array, so there are no blocks.
 BLOCK = 131072 if xp is numpy else None
+"""Elements per block of an update on the CPU (None on a GPU: no blocks).
+
+An update is a dozen passes over the parameter, its gradient and its state; cut into
+blocks, each block's arrays stay in the CPU caches between passes (Adam on a
+3872x128 weight: 1.03 ms instead of 1.43 ms on the benchmark machine). Smaller
+parameters gain nothing and are updated whole; on a GPU each pass is one kernel over
+the whole array. The result is the same, bit for bit, since updates are element-wise.
+"""
 
 
 def _average_square(average: Any, gradient: Any, rate: float, buffer: Any) -> None:
