@@ -13,11 +13,11 @@ import pytest
 
 from helpers import ON_STANDIN
 from helpers_model import assert_same_arrays, model_arrays
-from mpneuralnetwork import set_seed, to_host
+from mpneuralnetwork import set_seed, to_host, xp
 from mpneuralnetwork.activations import ReLU
 from mpneuralnetwork.callbacks import LambdaCallback
 from mpneuralnetwork.data import DataLoader, GeneratorLoader
-from mpneuralnetwork.layers import BatchNormalization, Dense, Dropout
+from mpneuralnetwork.layers import BatchNormalization, Dense, Dropout, Layer
 from mpneuralnetwork.losses import MSE, CategoricalCrossEntropy
 from mpneuralnetwork.model import Model
 from mpneuralnetwork.optimizers import Adam
@@ -262,3 +262,42 @@ def test_predict_on_a_generator_follows_its_batches() -> None:
 
     expected = model.predict(np.concatenate([x[0:40], x[40:80], x[100:140]]))
     np.testing.assert_allclose(model.predict(GeneratorLoader(pieces, 3)), expected, atol=1e-6)
+
+
+class Recorder(Layer):
+    """Identity that records the first feature of every training batch it sees."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(input_shape=size)
+        self.seen: list[list[int]] = []
+
+    def forward(self, input_batch: Any, training: bool = True) -> Any:
+        if training:
+            self.seen.append(to_host(input_batch)[:, 0].astype(int).tolist())
+        return input_batch
+
+    def backward(self, output_gradient_batch: Any) -> Any:
+        return output_gradient_batch
+
+
+@pytest.mark.parametrize("auto_evaluation", [0.0, 0.25])
+def test_each_batch_holds_the_samples_drawn_as_before_loaders(auto_evaluation: float) -> None:
+    # 1.2.0 drew the split, then per epoch x[train_idx][permutation]: the same sets of
+    # samples reach each batch now, rows sorted.
+    n, batch = 40, 6
+    x = np.repeat(np.arange(n, dtype=np.float32)[:, None], 2, axis=1)
+    recorder = Recorder(2)
+    model = Model([recorder, Dense(1)], MSE())
+    set_seed(8)
+    model.train(x, x[:, :1], epochs=2, batch_size=batch, auto_evaluation=auto_evaluation, verbose=0)
+    set_seed(8)
+    train_idx = np.arange(n)
+    if auto_evaluation:
+        order = to_host(xp.random.permutation(n))
+        train_idx = order[int(n * auto_evaluation) :]
+    expected = []
+    for _ in range(2):
+        permutation = to_host(xp.random.permutation(len(train_idx)))
+        for start in range(0, len(train_idx), batch):
+            expected.append(sorted(train_idx[permutation[start : start + batch]].tolist()))
+    assert recorder.seen == expected
