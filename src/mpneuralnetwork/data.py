@@ -28,6 +28,7 @@ import numpy as np
 
 from . import _checks
 from ._batches import Batch, BatchIterator, PrefetchIterator
+from ._inputs import all_finite
 from .backend import DTYPE, to_device, to_host, xp
 
 __all__ = [
@@ -155,11 +156,11 @@ class Loader:
                 f"{'no y' if y is None else f'y {tuple(y.shape)}'}"
             )
         x = to_device(x).astype(DTYPE, copy=False)
-        if not _all_finite(x):
+        if not all_finite(x):
             raise ValueError(f"{name()}: x contains NaN or infinite values")
         if y is not None:
             y = to_device(y).astype(DTYPE, copy=False)
-            if not _all_finite(y):
+            if not all_finite(y):
                 raise ValueError(f"{name()}: y contains NaN or infinite values")
         return x, y
 
@@ -653,11 +654,6 @@ def _where(index: Any) -> str:
         return f" (samples {index.start} to {index.stop - 1})"
     shown = ", ".join(str(int(i)) for i in index[:5])
     return f" (samples {shown}{', ...' if len(index) > 5 else ''})"
-
-
-def _all_finite(a: Any) -> bool:
-    """No NaN or inf in ``a``; one fast reduction, the exact test only if the sum overflows."""
-    return bool(xp.isfinite(a.sum())) or bool(xp.isfinite(a).all())
 
 
 def _batch_shape(shape: tuple[int, ...] | None) -> str:

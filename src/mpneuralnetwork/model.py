@@ -6,14 +6,17 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from . import _graph as graph
+from . import _inputs as inputs
 from ._errstate import quiet_floating_point
-from .activations import Activation, PReLU, ReLU, Sigmoid, Softmax, Swish
-from .backend import DTYPE, ArrayType, to_device, to_host, xp
+from ._summary import summary_table
+from .activations import Activation
+from .backend import ArrayType, to_host, xp
 from .callbacks import Callback
 from .data import Loader
 from .history import History
-from .layers import BatchNormalization, Convolutional, Dense, Dropout, Layer
-from .losses import MSE, BinaryCrossEntropy, CategoricalCrossEntropy, Loss
+from .layers import Layer
+from .losses import MSE, Loss
 from .metrics import RMSE, Accuracy, F1Score, Metric, R2Score, _check_keys, _Scores
 from .optimizers import SGD, Optimizer
 from .training import fit
@@ -54,29 +57,14 @@ class Model:
         optimizer: Optimizer | None = None,
         metrics: Sequence[Metric] | None = None,
     ) -> None:
-        if isinstance(layers, Layer) or not isinstance(layers, Sequence) or not layers:
-            raise ValueError(f"Model: layers must be a non-empty list of layers; got {layers!r}")
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, Layer):
-                raise ValueError(f"Model: layers[{i}] must be a Layer; got {layer!r}")
-        if not isinstance(loss, Loss):
-            raise ValueError(f"Model: loss must be a Loss such as MSE(); got {loss!r}")
-        if optimizer is not None and not isinstance(optimizer, Optimizer):
-            raise ValueError(
-                f"Model: optimizer must be an Optimizer such as Adam(); got {optimizer!r}"
-            )
-        if metrics is not None and (
-            not isinstance(metrics, Sequence) or not all(isinstance(m, Metric) for m in metrics)
-        ):
-            raise ValueError(f"Model: metrics must be a list of Metric objects; got {metrics!r}")
-
+        inputs.check_model_arguments(layers, loss, optimizer, metrics)
         self.layers: list[Layer] = list(layers)
         self.loss = loss
         self.optimizer: Optimizer = SGD() if optimizer is None else optimizer
-        self._build_graph()
-        self._smart_initialization()
-        self.output_activation: Activation | None = self._output_activation()
-        self._backward_layers = self._plan_backward()
+        graph.build(self.layers)
+        graph.smart_initialization(self.layers)
+        self.output_activation: Activation | None = graph.output_activation(self.layers, loss)
+        self._backward_layers = graph.backward_plan(self.layers)
         self.metrics: list[Metric] = (
             list(metrics) if metrics is not None else self._default_metrics()
         )
@@ -88,57 +76,6 @@ class Model:
         self.stop_training = False
 
     # ------------------------------------------------------------ construction
-    def _build_graph(self) -> None:
-        first = self.layers[0]
-        if first.input_shape is None:
-            raise ValueError("Input layer does not define input size")
-        first.build(first.input_shape)
-        for previous, layer in zip(self.layers, self.layers[1:], strict=False):
-            layer.build(previous._known("output_shape"))
-
-    def _smart_initialization(self) -> None:
-        """He before ReLU / PReLU / Swish, Xavier otherwise; no bias before a BatchNorm."""
-        for i, layer in enumerate(self.layers):
-            if not isinstance(layer, (Dense, Convolutional)) or layer.initialization != "auto":
-                continue
-            method, no_bias = "xavier", layer.no_bias
-            for following in self.layers[i + 1 :]:
-                if isinstance(following, Dropout):
-                    continue
-                if isinstance(following, BatchNormalization):  # BatchNormalization2D too
-                    no_bias = True
-                    continue
-                if isinstance(following, (ReLU, PReLU, Swish)):
-                    method = "he"
-                    break
-                if isinstance(following, (Activation, Dense, Convolutional)):
-                    break
-            layer.init_weights(method, no_bias)
-
-    def _output_activation(self) -> Activation | None:
-        activation: Activation
-        if isinstance(self.loss, BinaryCrossEntropy):
-            activation = Sigmoid()
-        elif isinstance(self.loss, CategoricalCrossEntropy):
-            activation = Softmax(self.loss.temperature, self.loss.epsilon)
-        else:
-            return None
-        if type(self.layers[-1]) is type(activation):
-            self.layers.pop()  # the network outputs logits; the loss applies the activation
-            if not self.layers:
-                raise ValueError("Model: layers hold nothing but the output activation")
-        return activation
-
-    def _plan_backward(self) -> list[Layer]:
-        """The layers backward visits, last first: none before the first one with parameters.
-
-        Nothing before that layer learns, so the gradient with respect to its input
-        is never used: during the Model's backward pass it is told not to compute it
-        (``needs_input_gradient``; see `_backward`).
-        """
-        first = next((i for i, layer in enumerate(self.layers) if layer.params), 0)
-        return self.layers[first:][::-1]
-
     def _default_metrics(self) -> list[Metric]:
         if isinstance(self.loss, MSE):
             return [RMSE(), R2Score()]
@@ -154,103 +91,6 @@ class Model:
     def output_shape(self) -> tuple[int, ...]:
         """Shape of one output sample."""
         return self.layers[-1]._known("output_shape")
-
-    def _check_x(self, x: Any, name: str) -> Any:
-        if x is None:
-            raise ValueError(
-                f"{name} must be an array of shape (N, {_dims(self.input_shape)}); got None"
-            )
-        x = to_device(x)
-        if x.dtype.kind not in "fiub":
-            raise ValueError(f"{name} must hold numbers; got dtype {x.dtype}")
-        if x.shape[1:] != self.input_shape or x.ndim < 2:
-            raise ValueError(
-                f"{name} must have shape (N, {_dims(self.input_shape)}) to match the first "
-                f"layer; got {tuple(x.shape)}"
-            )
-        if x.shape[0] == 0:
-            raise ValueError(f"{name} holds no samples")
-        x = x.astype(DTYPE, copy=False)
-        if not _all_finite(x):
-            raise ValueError(f"{name} contains NaN or infinite values")
-        return x
-
-    def _check_xy(self, x: Any, y: Any, x_name: str, y_name: str) -> tuple[Any, Any]:
-        x = self._check_x(x, x_name)
-        if y is None:
-            raise ValueError(f"{y_name} must be an array; got None")
-        y = to_device(y)
-        if y.dtype.kind not in "fiub":
-            raise ValueError(f"{y_name} must hold numbers; got dtype {y.dtype}")
-        if y.shape[0:1] != x.shape[0:1] or y.ndim == 0:
-            raise ValueError(
-                f"{x_name} and {y_name} must hold as many samples; got {x.shape[0]} and "
-                f"{y.shape[0] if y.ndim else 'a scalar'}"
-            )
-        y = self._target_shape(y, y_name)
-        y = y.astype(DTYPE, copy=False)
-        if not _all_finite(y):
-            raise ValueError(f"{y_name} contains NaN or infinite values")
-        return x, y
-
-    def _target_shape(self, y: Any, y_name: str) -> Any:
-        """``y`` of shape (N, *output_shape); a 1-D y is read as one column for one output."""
-        if y.ndim == 1 and self.output_shape == (1,):
-            y = y.reshape(-1, 1)
-        if y.shape[1:] != self.output_shape:
-            hint = ""
-            if y.ndim == 1 and isinstance(self.loss, CategoricalCrossEntropy):
-                hint = " (one-hot encode class labels, e.g. numpy.eye(classes)[labels])"
-            raise ValueError(
-                f"{y_name} must have shape (N, {_dims(self.output_shape)}) to match the "
-                f"network's output; got {tuple(y.shape)}{hint}"
-            )
-        return y
-
-    def _check_batch(
-        self, x: Any, y: Any, name: str, number: int, total: int, targets: bool
-    ) -> tuple[Any, Any]:
-        """Check the shapes of a loader's batch (the loader checked dtype and values).
-
-        Args:
-            x: Inputs (B, ...), device array in DTYPE.
-            y: Targets (B, ...) or None.
-            name: The argument the loader came in, for messages.
-            number: 1-based number of the batch; ``total`` batches in the epoch.
-            targets: Whether the batch must have targets.
-
-        Returns:
-            ``(x, y)``, with a 1-D ``y`` read as one column for a network with one output.
-        """
-        where = f"{name} (batch {number} of {total})"
-        if x.shape[1:] != self.input_shape:
-            raise ValueError(
-                f"{where}: x must have shape (B, {_dims(self.input_shape)}) to match the "
-                f"first layer; got {tuple(x.shape)}"
-            )
-        if y is None:
-            if targets:
-                raise ValueError(f"{where}: the loader gives no targets (y); they are needed")
-            return x, None
-        return x, self._target_shape(y, f"{where}: y")
-
-    def _loader_logits(
-        self, loader: Loader, training: bool, name: str, targets: bool
-    ) -> tuple[Any, Any]:
-        """One pass over ``loader`` in its order: the logits and (with ``targets``) targets.
-
-        Returns:
-            ``(logits, y)``: device arrays (N, *output_shape) of every batch, in order;
-            ``y`` is None without ``targets``.
-        """
-        logits, ys = [], []
-        with iter(loader) as batches:  # ends a reading thread whatever happens
-            for number, (xb, yb) in enumerate(batches, 1):
-                xb, yb = self._check_batch(xb, yb, name, number, len(loader), targets)
-                logits.append(self._logits(xb, training))
-                if targets:
-                    ys.append(yb)
-        return xp.concatenate(logits), (xp.concatenate(ys) if targets else None)
 
     # ------------------------------------------------------------- computation
     def _forward(self, x: Any, training: bool) -> Any:
@@ -345,20 +185,10 @@ class Model:
             The `History` of the run (also kept as ``model.history``).
         """
         return fit(
-            self,
-            X_train,
-            y_train,
-            epochs,
-            batch_size,
-            evaluation=evaluation,
-            auto_evaluation=auto_evaluation,
-            early_stopping=early_stopping,
-            model_checkpoint=model_checkpoint,
-            compute_train_metrics=compute_train_metrics,
-            verbose=verbose,
-            callbacks=callbacks,
-            initial_epoch=initial_epoch,
-        )
+            self, X_train, y_train, epochs, batch_size, evaluation, auto_evaluation,
+            early_stopping, model_checkpoint, compute_train_metrics, verbose, callbacks,
+            initial_epoch,
+        )  # fmt: skip
 
     # -------------------------------------------------------------- inference
     @quiet_floating_point
@@ -387,10 +217,10 @@ class Model:
             ``metrics["topkaccuracy"]`` (not listed among the keys).
         """
         if isinstance(X, Loader):
-            _no_targets_beside(X, y, "evaluate", "X", "y")
-            logits, y = self._loader_logits(X.in_order(), training, "X", targets=True)
+            inputs.no_targets_beside(X, y, "evaluate", "X", "y")
+            logits, y = inputs.loader_logits(self, X.in_order(), training, "X", targets=True)
         else:
-            x, y = self._check_xy(X, y, "X", "y")
+            x, y = inputs.check_xy(self, X, y, "X", "y")
             logits = self._logits(x, training)
         loss = self.loss.direct(logits, y)
         scores = self._scores(y, logits, loss) if compute_metrics else {"loss": loss}
@@ -403,7 +233,7 @@ class Model:
         ``X_test`` may be a loader (then ``y_test`` is None), as in `evaluate`.
         """
         if isinstance(X_test, Loader):
-            _no_targets_beside(X_test, y_test, "test", "X_test", "y_test")
+            inputs.no_targets_beside(X_test, y_test, "test", "X_test", "y_test")
         _, scores = self.evaluate(X_test, y_test)
         print("Test results:")
         for key, value in scores.items():
@@ -418,38 +248,15 @@ class Model:
         come in the loader's order, unshuffled (`DataLoader.in_order`).
         """
         if isinstance(X, Loader):
-            logits, _ = self._loader_logits(X.in_order(), False, "X", targets=False)
+            logits, _ = inputs.loader_logits(self, X.in_order(), False, "X", targets=False)
             return to_host(self._activate(logits))
-        x = self._check_x(X, "X")
+        x = inputs.check_x(self, X, "X")
         return to_host(self._activate(self._logits(x)))
 
     # ---------------------------------------------------------------- summary
     def summary(self) -> None:
         """Print a table of the layers: type, output shape and parameter count, with totals."""
-        rows = [("Layer (type)", "Output shape", "Params")]
-        trainable = state = 0
-        for i, layer in enumerate(self.layers):
-            count = sum(int(value.size) for value, _ in layer.params.values())
-            trainable += count
-            state += sum(int(value.size) for value in layer.state.values())
-            rows.append((f"{i}: {type(layer).__name__}", str(layer.output_shape), f"{count:,}"))
-        if self.output_activation is not None:
-            name = type(self.output_activation).__name__
-            rows.append((f"(output) {name}", str(self.output_shape), "0"))
-        widths = [max(len(row[c]) for row in rows) for c in range(3)]
-        rule = "=" * (sum(widths) + 6)
-        lines = [rule]
-        for j, row in enumerate(rows):
-            lines.append(f"{row[0]:<{widths[0]}}   {row[1]:<{widths[1]}}   {row[2]:>{widths[2]}}")
-            if j == 0:
-                lines.append("-" * len(rule))
-        lines += [
-            rule,
-            f"Trainable parameters: {trainable:,}",
-            f"State values (non-trainable): {state:,}",
-            f"Total: {trainable + state:,}",
-        ]
-        print("\n".join(lines))
+        print(summary_table(self))
 
     # ------------------------------------------------------------- deprecated
     def get_weights(self, optimizer_params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -477,21 +284,3 @@ class Model:
             f"Model(layers={self.layers!r}, loss={self.loss!r}, optimizer={self.optimizer!r}, "
             f"metrics={self.metrics!r})"
         )
-
-
-def _no_targets_beside(loader: Loader, y: Any, owner: str, x_name: str, y_name: str) -> None:
-    """A loader gives its own targets: refuse a second ``y``."""
-    if y is not None:
-        raise ValueError(
-            f"{owner}: {y_name} must be None when {x_name} is a {type(loader).__name__} "
-            f"(the loader gives the targets); got {type(y).__name__}"
-        )
-
-
-def _all_finite(a: Any) -> bool:
-    """No NaN or inf in ``a``; one fast reduction, the exact test only if the sum overflows."""
-    return bool(xp.isfinite(a.sum())) or bool(xp.isfinite(a).all())
-
-
-def _dims(shape: tuple[int, ...]) -> str:
-    return ", ".join(map(str, shape))

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import _checks
+from . import _inputs as inputs
 from .backend import xp
 from .callbacks import Callback, CallbackList, EarlyStopping, ModelCheckpoint, check_callbacks
 from .data import DataLoader, Loader
@@ -151,7 +152,9 @@ def train_epoch(
     batch_logs = hooks.wants_batches
     with iter(data) as batches:  # ends a reading thread, whatever happens
         for batch, (x_batch, y_batch) in enumerate(batches):
-            xb, yb = model._check_batch(x_batch, y_batch, "X_train", batch + 1, len(data), True)
+            xb, yb = inputs.check_batch(
+                model, x_batch, y_batch, "X_train", batch + 1, len(data), True
+            )
             logits = model._forward(xb, True)
             value, gradient = model.loss.value_and_gradient(logits, yb)
             model._backward(gradient)
@@ -174,7 +177,7 @@ def train_epoch(
 def validate(model: Model, validation: tuple[Any, Any] | Loader) -> dict[str, float]:
     """The loss and metrics on the validation set, keys prefixed with ``val_``."""
     if isinstance(validation, Loader):
-        logits, y_val = model._loader_logits(validation, False, "evaluation", targets=True)
+        logits, y_val = inputs.loader_logits(model, validation, False, "evaluation", True)
     else:
         x_val, y_val = validation
         logits = model._logits(x_val)
@@ -211,7 +214,7 @@ def training_loader(model: Model, X: Any, y: Any, batch_size: int | None) -> Loa
     if isinstance(X, np.memmap):
         _check_memmap(model, X, y)
         return DataLoader(X, y, batch_size)
-    x, y = model._check_xy(X, y, "X_train", "y_train")
+    x, y = inputs.check_xy(model, X, y, "X_train", "y_train")
     return DataLoader._checked_arrays(x, y, batch_size)
 
 
@@ -261,8 +264,8 @@ def validation_data(
             raise ValueError(
                 f"train: evaluation must be a tuple (X_val, y_val) or a DataLoader; got {received}"
             )
-        x_val, y_val = model._check_xy(
-            evaluation[0], evaluation[1], "evaluation[0]", "evaluation[1]"
+        x_val, y_val = inputs.check_xy(
+            model, evaluation[0], evaluation[1], "evaluation[0]", "evaluation[1]"
         )
         return data, (x_val, y_val)
     if auto_evaluation == 0:
