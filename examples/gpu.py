@@ -4,7 +4,7 @@ The backend is chosen once, when mpneuralnetwork is first imported, from the
 environment variable MPNN_BACKEND: this script sets it before the import. Without
 CuPy (or without a working CUDA setup) the library warns and uses NumPy.
 
-Install the GPU extra first: pip install "mpneuralnetwork[gpu]"
+Install the GPU extra first, from the source tree: pip install ".[gpu]"
 
 Run it from the repository root:
 
@@ -50,7 +50,7 @@ def main() -> None:
         print("backend: numpy -- CuPy is not available, so this example runs on the CPU.")
         for reason in reasons:
             print(f"  (reason: {reason})")
-        print('  To use a GPU: pip install "mpneuralnetwork[gpu]" on a machine with CUDA.')
+        print('  To use a GPU: pip install ".[gpu]" from the source tree, on a machine with CUDA.')
 
     mpnn.set_seed(args.seed)
     digits = load_digits()

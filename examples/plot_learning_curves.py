@@ -1,11 +1,13 @@
 """Train the digits MLP, then draw its learning curves with mpneuralnetwork.plot.plot_history.
 
-Needs matplotlib: pip install "mpneuralnetwork[plot]"
+Needs matplotlib: pip install ".[plot]" from the source tree (or pip install matplotlib)
 
 Run it from the repository root:
 
     python examples/plot_learning_curves.py
-    python examples/plot_learning_curves.py --output docs/assets/learning_curves.png
+    python examples/plot_learning_curves.py --output /tmp/curves.png --verbose 0
+
+The documentation site draws its learning-curve figure with this script when it is built.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def main() -> None:
     except ImportError:
         sys.exit(
             "plot_learning_curves.py needs matplotlib, which is not installed.\n"
-            'Install it with: pip install "mpneuralnetwork[plot]"  (or: pip install matplotlib)'
+            'Install it with: pip install matplotlib (or the plot extra, pip install ".[plot]")'
         )
     matplotlib.use("Agg")  # write files only; no window needed
     from mpneuralnetwork.plot import plot_history

@@ -72,8 +72,8 @@ def main() -> None:
     print(f"test accuracy before saving: {before['accuracy']:.4f}")
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = args.path if args.path is not None else Path(tmp) / "digits_mlp.npz"
-        save_model(model, path)  # ".npz" is appended when missing
+        target = args.path if args.path is not None else Path(tmp) / "digits_mlp.npz"
+        path = save_model(model, target)  # the path written: ".npz" appended when missing
         print(f"saved to {path} ({path.stat().st_size / 1024:.1f} KiB)")
 
         restored = load_model(path)  # a new Model: layers, loss, optimizer, every array

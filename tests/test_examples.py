@@ -60,11 +60,13 @@ def test_cnn_digits_trains_saves_and_reloads(tmp_path: Path) -> None:
 
 
 def test_save_load_resume(tmp_path: Path) -> None:
-    path = tmp_path / "model.npz"
-    output = run_example("save_load_resume.py", "--epochs", "2", "--path", str(path))
+    # A path without ".npz": save_model appends it, and the script must use the path
+    # it returns.
+    output = run_example("save_load_resume.py", "--epochs", "2", "--path", str(tmp_path / "model"))
     assert "predictions equal after load_model: True" in output
     assert "test accuracy after resuming:" in output
-    assert path.is_file()
+    assert f"saved to {tmp_path / 'model.npz'} (" in output
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]
 
 
 def test_gpu_example_falls_back_to_numpy(tmp_path: Path) -> None:
@@ -105,6 +107,14 @@ def test_plot_learning_curves(tmp_path: Path) -> None:
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_augmented_digits_trains_on_a_generator() -> None:
+    output = run_example("augmented_digits.py", "--epochs", "1")
+    for name in ("plain", "augmented"):
+        assert re.search(rf"{name} CNN, 1 epochs: test accuracy: 0\.\d{{4}}", output), output
+    assert "augmentation changes the accuracy on shifted digits by" in output
+    assert "Traceback" not in output
+
+
 def test_every_example_is_tested() -> None:
     tested = {
         "quickstart.py",
@@ -114,5 +124,23 @@ def test_every_example_is_tested() -> None:
         "save_load_resume.py",
         "gpu.py",
         "plot_learning_curves.py",
+        "augmented_digits.py",
+        "plot_schedules.py",
+        "cosine_digits.py",
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
+
+
+def test_plot_schedules_draws_every_schedule(tmp_path: Path) -> None:
+    target = tmp_path / "schedules.png"
+    output = run_example("plot_schedules.py", "--epochs", "12", "--output", str(target))
+    assert target.read_bytes().startswith(b"\x89PNG")
+    # StepDecay(10, gamma=0.5) from 0.01: epoch 12 trains at 0.005
+    assert "StepDecay(10, gamma=0.5): epoch 1 0.01000, epoch 12 0.00500" in output
+    assert "warmup_epochs=5): epoch 1 0.00200" in output
+
+
+def test_cosine_digits_compares_two_schedules() -> None:
+    output = run_example("cosine_digits.py", "--epochs", "1")
+    assert re.search(r"test accuracy, constant rate: +0\.\d{4}", output)
+    assert re.search(r"test accuracy, cosine annealing: +0\.\d{4}", output)

@@ -216,7 +216,7 @@ def test_shape_mismatch_raises(make, out_shape, y_shape):
     [
         ({"temperature": -1.0}, "temperature"),
         ({"temperature": "hot"}, "temperature"),
-        ({"epsilon": 0.0}, "epsilon"),
+        ({"temperature": 0.0, "epsilon": 0.0}, "epsilon"),  # T + ε divides the logits
         ({"epsilon": -1e-3}, "epsilon"),
     ],
 )

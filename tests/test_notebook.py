@@ -64,3 +64,6 @@ def test_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     )
     assert "test accuracy:" in text
     assert "identical predictions" in text
+    # the schedule cell: CosineAnnealing(T_max=2, min_lr=1e-4) from 0.005
+    assert "learning rates: [0.005, 0.00255] ..." in text
+    assert "test accuracy with the schedule:" in text

@@ -403,3 +403,18 @@ def test_blocked_updates_equal_whole_array_updates(
     for name in values:
         assert not np.array_equal(blocked[name], values[name])
         np.testing.assert_array_equal(blocked[name], whole[name])
+
+
+def test_adam_advances_t_once_per_step_over_a_layer_with_weights_and_biases() -> None:
+    layer = FakeLayer(weights=[1.0, -2.0, 0.5], biases=[0.25])
+    g_w, g_b = np.array([0.3, -1.2, 2.0]), np.array([-0.6])
+    layer.set_gradient("weights", list(g_w))
+    layer.set_gradient("biases", list(g_b))
+    opt = Adam(learning_rate=0.1, weight_decay=0.0, beta1=0.8, beta2=0.9, epsilon=1e-3)
+    opt.step([layer])
+    assert opt.t == 1
+    # both parameters take the first step (t = 1), not the second
+    expected_w = reference_adam(np.array([1.0, -2.0, 0.5]), [g_w], 0.1, 0.8, 0.9, 1e-3)
+    expected_b = reference_adam(np.array([0.25]), [g_b], 0.1, 0.8, 0.9, 1e-3)
+    np.testing.assert_allclose(layer.value("weights"), expected_w, rtol=1e-12)
+    np.testing.assert_allclose(layer.value("biases"), expected_b, rtol=1e-12)

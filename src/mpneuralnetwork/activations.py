@@ -1,6 +1,8 @@
 """Activation functions, as layers without parameters.
 
-Every activation accepts scalars and arrays of any shape, and stays finite and
+The element-wise activations (`Tanh`, `Sigmoid`, `ReLU`, `PReLU`, `Swish`, and
+`Activation` itself) accept scalars and arrays of any shape; `Softmax` works over
+axis 1 and needs arrays of at least two dimensions, (N, classes). All stay finite and
 warning-free for any finite float32 input.
 """
 

@@ -45,16 +45,24 @@ def _select_backend() -> ModuleType:
     return np
 
 
-#: The active array module: `numpy` or `cupy`.
 xp: Any = _select_backend()
+"""The active array module: `numpy`, or `cupy` with ``MPNN_BACKEND=cupy``.
 
-#: The dtype of every computation: float32 on both backends.
+Chosen once, when the package is first imported. Library code does all its array
+work through it: ``xp.zeros``, ``xp.exp``, ``xp.random``...
+"""
+
 DTYPE: type[np.float32] = np.float32
+"""The dtype of every computation: ``numpy.float32``, on both backends."""
 
-#: A NumPy or a CuPy array (``numpy.ndarray`` for type checkers, which cannot know
-#: the backend chosen at import time).
 if TYPE_CHECKING:
     ArrayType: TypeAlias = np.ndarray
+    """A NumPy or a CuPy array, for annotations.
+
+    ``numpy.ndarray | cupy.ndarray`` at run time on the CuPy backend, ``numpy.ndarray``
+    on the NumPy backend and for type checkers (which cannot know the backend chosen
+    at import time).
+    """
 else:
     ArrayType = np.ndarray if xp is np else np.ndarray | xp.ndarray
 

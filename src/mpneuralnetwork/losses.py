@@ -30,11 +30,17 @@ class Loss:
         output, expected = self._check(output, expected)
         return self._value(output, expected), self._gradient(output, expected)
 
+    # A subclass implements either the private pair or the public pair (direct, prime),
+    # as a user's own loss does; the training loop calls value_and_gradient either way.
     def _value(self, output: Any, expected: Any) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} does not implement direct")
+        if type(self).direct is Loss.direct:
+            raise NotImplementedError(f"{type(self).__name__} does not implement direct")
+        return self.direct(output, expected)
 
     def _gradient(self, output: Any, expected: Any) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} does not implement prime")
+        if type(self).prime is Loss.prime:
+            raise NotImplementedError(f"{type(self).__name__} does not implement prime")
+        return self.prime(output, expected)
 
     def _check(self, output: Any, expected: Any) -> tuple[Any, Any]:
         output = output if isinstance(output, xp.ndarray) else xp.asarray(output)
@@ -91,7 +97,9 @@ class CategoricalCrossEntropy(Loss):
 
     Args:
         temperature: T, the softmax temperature (the Model's output Softmax uses it too).
-        epsilon: ε, keeps the logarithm and the division finite.
+        epsilon: ε, keeps the logarithm and the division finite. With ε = 0 the loss is
+            the exact cross-entropy −Σ y·log softmax(z/T), computed as a log-softmax so
+            that it stays finite however confident the logits are (T must then be > 0).
     """
 
     def __init__(self, temperature: float = 1.0, epsilon: float = 1e-8) -> None:
@@ -99,8 +107,13 @@ class CategoricalCrossEntropy(Loss):
             "CategoricalCrossEntropy", "temperature", temperature, 0.0, float("inf")
         )
         self.epsilon = _checks.number_in(
-            "CategoricalCrossEntropy", "epsilon", epsilon, 0.0, float("inf"), low_open=True
+            "CategoricalCrossEntropy", "epsilon", epsilon, 0.0, float("inf")
         )
+        if self.temperature + self.epsilon <= 0:
+            raise ValueError(
+                "CategoricalCrossEntropy: temperature + epsilon must be > 0 (it divides the "
+                "logits); got temperature=0.0 and epsilon=0.0"
+            )
 
     def _check(self, output: Any, expected: Any) -> tuple[Any, Any]:
         output, expected = super()._check(output, expected)
@@ -112,7 +125,18 @@ class CategoricalCrossEntropy(Loss):
         return output, expected
 
     def _value(self, output: Any, expected: Any) -> Any:
-        p = softmax(output, self.temperature, self.epsilon)
+        return self._cross_entropy(output, expected, None)
+
+    def _cross_entropy(self, output: Any, expected: Any, p: Any) -> Any:
+        """Mean over the batch of −Σ y·log(p + ε); ``p`` the softmax when already known."""
+        if self.epsilon == 0.0:
+            # log softmax(z) = z − max − log Σ e^(z − max): finite where log(p) underflows.
+            z = output / self.temperature
+            z = z - z.max(axis=1, keepdims=True)
+            log_p = z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))
+            return -(expected * log_p).sum() / output.shape[0]
+        if p is None:
+            p = softmax(output, self.temperature, self.epsilon)
         return -(expected * xp.log(p + self.epsilon)).sum() / output.shape[0]
 
     def _gradient(self, output: Any, expected: Any) -> Any:
@@ -122,7 +146,7 @@ class CategoricalCrossEntropy(Loss):
     def value_and_gradient(self, output: ArrayType, expected: ArrayType) -> tuple[Any, ArrayType]:
         output, expected = self._check(output, expected)
         p = softmax(output, self.temperature, self.epsilon)
-        value = -(expected * xp.log(p + self.epsilon)).sum() / output.shape[0]
+        value = self._cross_entropy(output, expected, p)
         p -= expected
         p /= (self.temperature + self.epsilon) * output.shape[0]
         return value, p

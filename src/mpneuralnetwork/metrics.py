@@ -7,6 +7,7 @@ the shape of ``y_true``: (N, features), or (N, classes) one-hot.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from . import _checks
@@ -41,6 +42,18 @@ def _pair(owner: str, y_true: Any, y_pred: Any) -> tuple[Any, Any]:
     return y_true, y_pred
 
 
+def _ratio(numerator: Any, denominator: Any) -> Any:
+    """numerator / denominator, and 0 where the denominator is 0.
+
+    A denominator of 0 needs ε = 0 and a count of 0, whose numerator is then 0 as well:
+    0 is the limit of the ε > 0 formula as ε → 0 (for floats and backend arrays alike).
+    """
+    if isinstance(denominator, float):
+        return numerator / denominator if denominator != 0.0 else 0.0
+    zero = denominator == 0
+    return xp.where(zero, 0.0, numerator / xp.where(zero, 1.0, denominator))
+
+
 def _is_one_hot(y: Any) -> bool:
     return y.ndim == 2 and y.shape[1] > 1
 
@@ -57,7 +70,10 @@ class Metric:
 
     @property
     def key(self) -> str:
-        """The name of the metric in logs and results: the lower-cased class name."""
+        """The name of the metric in logs, results and `History`: the lower-cased class name.
+
+        A model refuses two metrics with the same key (a `ValueError` when the model is built).
+        """
         return type(self).__name__.lower()
 
     def __repr__(self) -> str:
@@ -91,7 +107,9 @@ class R2Score(Metric):
     """1 − SS_res/(SS_tot + ε), SS_tot taken around each column's mean.
 
     Args:
-        epsilon: Keeps the division finite for a constant target.
+        epsilon: Keeps the division finite for a constant target. With ε = 0 and a
+            constant target, the score is the limit as ε → 0: 1.0 for exact
+            predictions, −inf otherwise.
     """
 
     def __init__(self, epsilon: float = 1e-8) -> None:
@@ -103,6 +121,8 @@ class R2Score(Metric):
         centered = y_true - y_true.mean(axis=0, keepdims=True)
         ss_res = float((residual * residual).sum())
         ss_tot = float((centered * centered).sum())
+        if ss_tot + self.epsilon == 0.0:
+            return 1.0 if ss_res == 0.0 else -math.inf
         return 1.0 - ss_res / (ss_tot + self.epsilon)
 
     def get_config(self) -> dict[str, Any]:
@@ -124,7 +144,11 @@ class Accuracy(Metric):
 
 
 class _ClassScore(Metric):
-    """Shared counting of Precision and Recall (macro average for one-hot targets)."""
+    """Shared counting of Precision and Recall (macro average for one-hot targets).
+
+    With ε = 0, a class never predicted (Precision) or never present (Recall) scores 0,
+    the limit of the ε > 0 formula.
+    """
 
     def __init__(self, epsilon: float = 1e-8) -> None:
         self.epsilon = _checks.number_in(type(self).__name__, "epsilon", epsilon, 0.0, math.inf)
@@ -188,30 +212,50 @@ class _ClassScore(Metric):
 class Precision(_ClassScore):
     """TP/(TP + FP + ε); macro average over classes for one-hot targets.
 
+    On binary targets (one column) it measures the positive class, label 1.
+
+    Called as ``precision(y_true, y_pred, num_classes=1, no_check=False)``:
+
+    - ``y_true``: one-hot (N, classes) or binary (N, 1) targets; with ``no_check=True``,
+      class labels (N,).
+    - ``y_pred``: probabilities with the shape of ``y_true``; with ``no_check=True``,
+      class labels (N,).
+    - ``num_classes``: with ``no_check=True``, the number of classes (1: binary labels,
+      1 the positive class; more: the macro average over that many classes).
+    - ``no_check``: True when both inputs are already class labels.
+
     Args:
         epsilon: Keeps the division finite when nothing is predicted.
     """
 
     def _score(self, true_positive: Any, actual: Any, predicted: Any) -> Any:
-        return true_positive / (predicted + self.epsilon)
+        return _ratio(true_positive, predicted + self.epsilon)
 
 
 class Recall(_ClassScore):
     """TP/(TP + FN + ε); macro average over classes for one-hot targets.
+
+    On binary targets (one column) it measures the positive class, label 1.
+
+    Called as ``recall(y_true, y_pred, num_classes=1, no_check=False)``, with the
+    arguments described under `Precision`.
 
     Args:
         epsilon: Keeps the division finite when a class is absent.
     """
 
     def _score(self, true_positive: Any, actual: Any, predicted: Any) -> Any:
-        return true_positive / (actual + self.epsilon)
+        return _ratio(true_positive, actual + self.epsilon)
 
 
 class F1Score(Metric):
     """2PR/(P + R + ε) from `Precision` and `Recall`.
 
+    Called as ``f1(y_true, y_pred, num_classes=1, no_check=False)``, with the
+    arguments described under `Precision`.
+
     Args:
-        epsilon: Used by the three divisions.
+        epsilon: Used by the three divisions; with ε = 0, F1 is 0 when P + R = 0.
     """
 
     def __init__(self, epsilon: float = 1e-8) -> None:
@@ -228,7 +272,7 @@ class F1Score(Metric):
     ) -> float:
         p = self._precision(y_true, y_pred, num_classes, no_check)
         r = self._recall(y_true, y_pred, num_classes, no_check)
-        return 2.0 * p * r / (p + r + self.epsilon)
+        return float(_ratio(2.0 * p * r, p + r + self.epsilon))
 
     def get_config(self) -> dict[str, Any]:
         return {"type": "F1Score", "epsilon": self.epsilon}
@@ -237,12 +281,20 @@ class F1Score(Metric):
 class TopKAccuracy(Metric):
     """Fraction of samples whose true class is among the k highest scores.
 
+    Its key holds k (``top5accuracy`` for ``TopKAccuracy(5)``), so a model can report
+    several k side by side.
+
     Args:
         k: How many of the highest scores count, >= 1.
     """
 
     def __init__(self, k: int) -> None:
         self.k = _checks.positive_int("TopKAccuracy", "k", k)
+
+    @property
+    def key(self) -> str:
+        """``top{k}accuracy``, e.g. ``top5accuracy``."""
+        return f"top{self.k}accuracy"
 
     def __call__(self, y_true: ArrayType, y_pred: ArrayType) -> float:
         y_pred = y_pred if isinstance(y_pred, xp.ndarray) else xp.asarray(y_pred)
@@ -266,3 +318,49 @@ class TopKAccuracy(Metric):
 
     def get_config(self) -> dict[str, Any]:
         return {"type": "TopKAccuracy", "k": self.k}
+
+
+#: The key of every TopKAccuracy in 1.1, whatever its k.
+_LEGACY_TOPK_KEY = "topkaccuracy"
+
+
+def _check_keys(metrics: Sequence[Metric]) -> None:
+    """Refuse metrics whose keys collide: each value is reported under its key.
+
+    Raises:
+        ValueError: Two metrics share a key, or a metric's key is ``"loss"``.
+    """
+    owners: dict[str, Metric] = {}
+    for metric in metrics:
+        key = metric.key
+        if key == "loss":
+            raise ValueError(f"Model: metric {metric!r} has the key 'loss', which the loss holds")
+        if key in owners:
+            raise ValueError(
+                f"Model: metrics {owners[key]!r} and {metric!r} have the same key {key!r}; "
+                "give each metric once"
+            )
+        owners[key] = metric
+
+
+class _Scores(dict[str, float]):
+    """The loss and metric values by key, as `Model.evaluate` and `Model.test` return them.
+
+    A plain dict, with one addition for 1.1 scripts: when the model has exactly one
+    `TopKAccuracy`, its value can also be read under the 1.1 key ``"topkaccuracy"``
+    (``scores["topkaccuracy"]``). That alias is not listed among the keys.
+
+    Args:
+        values: ``{key: value}``, ``"loss"`` first.
+        metrics: The model's metrics.
+    """
+
+    def __init__(self, values: dict[str, float], metrics: Sequence[Metric]) -> None:
+        super().__init__(values)
+        top = [m.key for m in metrics if isinstance(m, TopKAccuracy)]
+        self._legacy = top[0] if len(top) == 1 else None
+
+    def __missing__(self, key: str) -> float:
+        if key == _LEGACY_TOPK_KEY and self._legacy is not None:
+            return self[self._legacy]
+        raise KeyError(key)

@@ -1,4 +1,4 @@
-"""Learning curves with matplotlib (optional: ``pip install mpneuralnetwork[plot]``)."""
+"""Learning curves with matplotlib (optional: ``pip install matplotlib``, or the ``plot`` extra)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def _pyplot() -> Any:
     except ImportError:
         raise ImportError(
             "mpneuralnetwork.plot needs matplotlib, which is not installed. "
-            "Install it with: pip install matplotlib  (or: pip install 'mpneuralnetwork[plot]')"
+            "Install it with: pip install matplotlib"
         ) from None
     return plt
 

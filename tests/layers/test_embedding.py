@@ -142,3 +142,12 @@ def test_model_feeds_integer_ids_trains_and_round_trips(tmp_path):
     np.testing.assert_array_equal(model.predict(x.astype(np.float32)), model.predict(x))
     with pytest.raises(ValueError, match=r"ids must be in \[0, 6\)"):
         model.predict(x + 1)
+
+
+def test_array_shapes_match_the_parameters():
+    layer = Embedding(7, 3, input_length=5)
+    assert (
+        layer.array_shapes((5,))
+        == {"embeddings": (7, 3)}
+        == {name: tuple(value.shape) for name, (value, _) in layer.params.items()}
+    )

@@ -380,3 +380,12 @@ def test_model_rejects_sequences_of_the_wrong_length():
         Model(
             [LSTM(2, input_shape=(5, 3), return_sequences=True), GRU(2, input_shape=(5, 4))], MSE()
         )
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_array_shapes_match_the_built_parameters(cls):
+    layer = cls(4, input_shape=(3, 5))
+    shapes = layer.array_shapes((3, 5))
+    assert shapes == {name: tuple(value.shape) for name, (value, _) in layer.params.items()}
+    with pytest.raises(ValueError, match="input_shape"):
+        layer.array_shapes((5,))

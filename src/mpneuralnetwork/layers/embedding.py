@@ -62,6 +62,10 @@ class Embedding(Layer):
         self.input_shape = shape
         self.output_shape = (shape[0], self.output_dim)
 
+    def array_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """``embeddings`` (vocabulary_size, output_dim), whatever the input shape."""
+        return {"embeddings": (self.vocabulary_size, self.output_dim)}
+
     def forward(self, input_batch: ArrayType, training: bool = True) -> ArrayType:
         """(N, T) ids -> (N, T, output_dim) vectors."""
         ids = self._check_ids(input_batch)

@@ -115,6 +115,27 @@ class Layer:
             if getattr(self, name) is not None
         }
 
+    def array_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]] | None:
+        """The arrays the layer holds once built on ``input_shape`` and initialized.
+
+        Computed from the configuration alone, allocating nothing: `load_model` compares
+        these shapes with the arrays of a file before it allocates any. Layers with
+        parameters or state override it; None means "unknown" (a custom layer), and the
+        loader then builds the layer before comparing.
+
+        Args:
+            input_shape: Shape of one input sample.
+
+        Returns:
+            ``{name: shape}``: each parameter under its ``params`` name, each state
+            array as ``"state_" + name``; ``{}`` for a layer that overrides neither
+            `params` nor `state` (it holds no array).
+        """
+        cls = type(self)
+        if cls.params is Layer.params and cls.state is Layer.state:
+            return {}  # it overrides neither, so it holds nothing
+        return None
+
     def load_params(self, params: dict[str, Any]) -> None:
         """Copy values into the existing parameter arrays (their identity is kept).
 

@@ -9,8 +9,8 @@ from .. import _checks
 from ..backend import DTYPE, ArrayType, xp
 from .layer import Layer
 
-#: The weight initializations: ``"auto"`` lets the Model choose He or Xavier.
 Lit_W = Literal["auto", "he", "xavier"]
+"""The weight initializations: ``"auto"`` lets the Model choose He or Xavier."""
 _INITIALIZATIONS: tuple[str, ...] = get_args(Lit_W)
 
 
@@ -78,6 +78,14 @@ class Dense(Layer):
         super().build(shape)
         if self.initialization != "auto" and not already:
             self.init_weights(self.initialization, self.no_bias)
+
+    def array_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """``weights`` (input_size, output_size) and, with biases, ``biases`` (1, output_size)."""
+        if len(input_shape) != 1:
+            raise ValueError(f"Dense: input must be flat; got input_shape {input_shape}")
+        out = self.output_size
+        shapes: dict[str, tuple[int, ...]] = {"weights": (input_shape[0], out)}
+        return shapes if self.no_bias else {**shapes, "biases": (1, out)}
 
     def init_weights(self, method: str, no_bias: bool) -> None:
         """Draw new weights (normal, He / Xavier / 0.1 std) and biases (standard normal).
@@ -227,6 +235,11 @@ class BatchNormalization(Layer):
                 "Use BatchNormalization2D for (N, C, H, W) inputs."
             )
         return (1, *input_shape)
+
+    def array_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """gamma, beta, and the state cache_m and cache_v, all of `param_shape`."""
+        shape = self.param_shape(input_shape)
+        return {name: shape for name in ("gamma", "beta", "state_cache_m", "state_cache_v")}
 
     def build(self, input_shape: int | tuple[int, ...]) -> None:
         """Create gamma (ones), beta (zeros), cache_m (zeros) and cache_v (ones)."""

@@ -103,6 +103,13 @@ class Convolutional(Layer):
         if self.initialization != "auto" and not already:
             self.init_weights(self.initialization, self.no_bias)
 
+    def array_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """``kernels`` (output_depth, C, K, K) and, with biases, ``biases`` (output_depth,)."""
+        c, _, _ = _image_shape("Convolutional", input_shape)
+        k, depth = self.kernel_size, self.output_depth
+        shapes: dict[str, tuple[int, ...]] = {"kernels": (depth, c, k, k)}
+        return shapes if self.no_bias else {**shapes, "biases": (depth,)}
+
     def init_weights(self, method: str, no_bias: bool) -> None:
         """Draw kernels (normal, std from fan-in C·K·K) and biases (standard normal).
 

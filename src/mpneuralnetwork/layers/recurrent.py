@@ -122,6 +122,22 @@ class Recurrent(Layer):
         if weights is None or weights.shape[0] != features:
             self.init_weights(self.initialization)
 
+    def array_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """The parameters' shapes for an input shape (T, F), allocating nothing."""
+        if len(input_shape) != 2:
+            raise ValueError(
+                f"{type(self).__name__}: input_shape must be (T, F); got {input_shape}"
+            )
+        width = self.gates * self.units
+        shapes = {
+            "input_weights": (input_shape[1], width),
+            "recurrent_weights": (self.units, width),
+            "biases": (width,),
+        }
+        if "recurrent_biases" in self._param_names:
+            shapes["recurrent_biases"] = (width,)
+        return shapes
+
     def init_weights(self, method: str) -> None:
         """Draw new parameters: input weights by ``method``, orthogonal recurrent blocks.
 

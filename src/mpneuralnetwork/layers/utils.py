@@ -1,4 +1,4 @@
-"""Window extraction for the 2-D layers: ``im2col`` and its adjoint ``col2im``."""
+"""Window extraction for the 2-D layers: ``im2col`` and ``col2im``, adjoint up to an axis order."""
 
 from __future__ import annotations
 
@@ -37,8 +37,15 @@ def window_view(input_batch: ArrayType, window_size: int, stride: int) -> ArrayT
 def im2col(input_batch: ArrayType, window_size: int, stride: int | None = None) -> ArrayType:
     """Return the K×K windows of an (N, C, H, W) batch as an (N, H_out, W_out, C, K, K) array.
 
-    The result is a strided view that shares memory with ``input_batch`` (no copy):
-    read it, do not write into it.
+    ``windows[n, i, j]`` is the (C, K, K) block of image ``n`` whose top-left corner
+    is at ``(i·stride, j·stride)``. For a C-contiguous backend array the result is a
+    strided view that shares its memory (no copy): read it, never write into it.
+    Any other input (a list, a transposed or sliced array, a NumPy array on the CuPy
+    backend) is first copied into a contiguous array, and the view shares that copy.
+
+    The axes are not those `col2im` takes: ``col2im`` expects (N, C, H_out, W_out,
+    K, K), so the adjoint of ``im2col`` is
+    ``col2im(cols.transpose(0, 3, 1, 2, 4, 5), x.shape, (C, H_out, W_out), K, stride)``.
 
     Args:
         input_batch: Array of shape (N, C, H, W).
@@ -46,7 +53,8 @@ def im2col(input_batch: ArrayType, window_size: int, stride: int | None = None) 
         stride: Step between windows; None means 1.
 
     Returns:
-        Array of shape (N, H_out, W_out, C, K, K), H_out = (H − K)//stride + 1.
+        Array of shape (N, H_out, W_out, C, K, K), H_out = (H − K)//stride + 1,
+        W_out = (W − K)//stride + 1.
     """
     stride = 1 if stride is None else _checks.positive_int("im2col", "stride", stride)
     k = _checks.positive_int("im2col", "window_size", window_size)
@@ -66,7 +74,17 @@ def col2im(
     window_size: int,
     stride: int = 1,
 ) -> ArrayType:
-    """Sum windows back into an image: the adjoint of `im2col`.
+    """Sum windows back into an image, overlapping windows adding up.
+
+    ``cols[n, c, i, j]`` is added to the K×K block of ``image[n, c]`` whose top-left
+    corner is at ``(i·stride, j·stride)``. Up to an axis order this is the adjoint
+    (transpose) of `im2col`: `im2col` returns (N, H_out, W_out, C, K, K) and this
+    function takes (N, C, H_out, W_out, K, K), so for every ``x`` and ``w`` shaped
+    like ``im2col(x, K, s)``,
+    ``(im2col(x, K, s) * w).sum() == (x * col2im(w.transpose(0, 3, 1, 2, 4, 5),
+    x.shape, (C, H_out, W_out), K, s)).sum()``. It is the backward pass of taking
+    windows: each input pixel receives the sum of the gradients of the windows
+    that read it.
 
     Args:
         cols: Array (N, C, H_out, W_out, K, K) of per-window values.
