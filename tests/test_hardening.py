@@ -22,13 +22,18 @@ from helpers_model import assert_same_arrays, model_arrays
 from mpneuralnetwork import set_seed, to_device, to_host
 from mpneuralnetwork.activations import Activation, ReLU, Sigmoid, Softmax, Tanh
 from mpneuralnetwork.layers import (
+    GRU,
+    LSTM,
     BatchNormalization,
     BatchNormalization2D,
     Convolutional,
     Dense,
     Dropout,
+    Embedding,
     Flatten,
     MaxPooling2D,
+    Recurrent,
+    SimpleRNN,
 )
 from mpneuralnetwork.losses import MSE, BinaryCrossEntropy, CategoricalCrossEntropy
 from mpneuralnetwork.metrics import F1Score, Precision, R2Score, Recall
@@ -153,6 +158,11 @@ def test_every_library_layer_states_its_array_shapes_without_allocating() -> Non
         "Convolutional": [Convolutional(2, 2), Convolutional(3, 1, no_bias=True)],
         "BatchNormalization": [BatchNormalization()],
         "BatchNormalization2D": [BatchNormalization2D()],
+        "SimpleRNN": [SimpleRNN(3), SimpleRNN(2, return_sequences=True)],
+        "LSTM": [LSTM(3)],
+        "GRU": [GRU(3)],
+        "Embedding": [Embedding(6, 4)],
+        "Recurrent": [],  # the base of the three above; it has no cell of its own
     }
     parameterless = {"Dropout", "Flatten", "MaxPooling2D", "AveragePooling2D", "Layer"}
     for name, cls in _LAYERS.items():
@@ -166,10 +176,12 @@ def test_every_library_layer_states_its_array_shapes_without_allocating() -> Non
     for name, instances in examples.items():
         for layer in instances:
             input_shape = (2, 5, 5) if "2D" in name or name == "Convolutional" else (5,)
+            if isinstance(layer, Recurrent):
+                input_shape = (5, 4)  # (T, F)
             shapes = layer.array_shapes(input_shape)
             assert not layer.params, "array_shapes must not allocate"
             layer.build(input_shape)
-            if hasattr(layer, "init_weights"):
+            if hasattr(layer, "no_bias"):
                 layer.init_weights("he", layer.no_bias)
             held = {n: tuple(v.shape) for n, (v, _) in layer.params.items()}
             held.update({f"state_{n}": tuple(v.shape) for n, v in layer.state.items()})

@@ -33,7 +33,7 @@ def test_lookup_and_repeated_ids_add_up_exactly():
 
 
 def test_embedding_gradient_finite_differences_in_float64():
-    layer = to_float64(Embedding(5, 3))
+    layer = to_float64(Embedding(5, 3, input_length=4))
     ids = to_device(np.array([[1, 1, 4, 0], [4, 1, 2, 2]]))
     out = to_host(layer.forward(ids))
     assert out.dtype == np.float64
@@ -52,6 +52,7 @@ def test_embedding_gradient_finite_differences_in_float64():
 def test_whole_float_ids_are_accepted_and_shapes_are_set():
     layer = Embedding(10, 4)
     assert layer.input_shape is None and layer.output_shape is None
+    assert layer.params == {}  # built (and drawn) at the first forward
     out = layer.forward(to_device(np.array([[1.0, 9.0]])))
     np.testing.assert_array_equal(to_host(out), to_host(layer.embeddings)[[[1, 9]]])
     fixed = Embedding(10, 4, input_length=6)

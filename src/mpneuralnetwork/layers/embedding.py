@@ -25,7 +25,8 @@ class Embedding(Layer):
     Shapes:
         input (N, T) ids -> output (N, T, output_dim).
         ``embeddings`` (vocabulary_size, output_dim), drawn uniformly from
-        [-0.05, 0.05] at construction.
+        [-0.05, 0.05] when the layer is built (at construction with
+        ``input_length``, else at the first forward).
     """
 
     integer_input = True
@@ -39,10 +40,8 @@ class Embedding(Layer):
         if input_length is not None:
             input_length = _checks.positive_int("Embedding", "input_length", input_length)
         super().__init__()
-        self.embeddings: Any = xp.random.uniform(
-            -0.05, 0.05, (self.vocabulary_size, self.output_dim)
-        ).astype(DTYPE)
-        self.embeddings_gradient: Any = xp.zeros_like(self.embeddings)
+        self.embeddings: Any = None
+        self.embeddings_gradient: Any = None
         if input_length is not None:
             self.build(input_length)
 
@@ -61,6 +60,10 @@ class Embedding(Layer):
             )
         self.input_shape = shape
         self.output_shape = (shape[0], self.output_dim)
+        if self.embeddings is None:
+            table = (self.vocabulary_size, self.output_dim)
+            self.embeddings = xp.random.uniform(-0.05, 0.05, table).astype(DTYPE)
+            self.embeddings_gradient = xp.zeros_like(self.embeddings)
 
     def array_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         """``embeddings`` (vocabulary_size, output_dim), whatever the input shape."""
@@ -69,6 +72,8 @@ class Embedding(Layer):
     def forward(self, input_batch: ArrayType, training: bool = True) -> ArrayType:
         """(N, T) ids -> (N, T, output_dim) vectors."""
         ids = self._check_ids(input_batch)
+        if self.embeddings is None:
+            self.build(tuple(ids.shape[1:]))
         self.input = ids
         self.output = self.embeddings[ids]
         return self.output
