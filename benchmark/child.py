@@ -10,6 +10,7 @@ Jobs (``mode``):
 * ``probe``: versions, BLAS libraries (threadpoolctl), GPU availability.
 * ``peak``: the best float32 1024x1024 @ 1024x1024 matmul rate of NumPy or torch.
 * ``epoch``: build a workload, warm up on a small slice, then time one epoch.
+* ``predict``: build a workload, warm up, then time inference on ``samples`` samples.
 
 Exit code 3 with a message on stderr means the job cannot run here (no CUDA,
 no CuPy, no ``Model`` yet).
@@ -281,6 +282,53 @@ def epoch(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def predict(job: dict[str, Any]) -> dict[str, Any]:
+    """Warm up, then time inference (``predict``) on ``samples`` samples of one workload."""
+    wl = workloads.WORKLOADS[job["workload"]]
+    samples, seed = job["samples"], job["seed"]
+    backend, framework = job["backend"], job["framework"]
+    if framework == "torch":
+        torch, device, sync = setup_torch(job["threads"], backend)
+    else:
+        xp, sync = setup_ours(backend)
+    x, _ = workloads.make_data(wl, samples, seed)
+    warm = min(samples, 256)
+    if framework == "torch":
+        torch.manual_seed(seed)
+        model, _, _ = workloads.torch_build(wl, device)
+        tx = torch.from_numpy(x).to(device)
+        rss_base = current_rss_mib()
+        workloads.torch_predict(model, tx[:warm], sync=sync)
+
+        def run() -> None:
+            workloads.torch_predict(model, tx, sync=sync)
+    else:
+        xp.random.seed(seed)
+        model = workloads.ours_build(wl)
+        ox = xp.asarray(x) if backend == "cupy" else x
+        rss_base = current_rss_mib()
+        workloads.ours_predict(model, ox[:warm])
+
+        def run() -> None:
+            workloads.ours_predict(model, ox)
+            if sync is not None:
+                sync()
+
+    stat0, c0, t0 = proc_stat(), cpu_seconds(), time.perf_counter()
+    run()
+    seconds = time.perf_counter() - t0
+    cpu, stat1 = cpu_seconds() - c0, proc_stat()
+    return {
+        "seconds": seconds,
+        "cpu_wall": cpu / seconds,
+        "background": background(stat0, stat1, cpu),
+        "rss_base_mib": rss_base,
+        "peak_rss_mib": peak_rss_mib(),
+        "gpu_peak_mib": None,
+        "blas": blas_info(),
+    }
+
+
 def _cpu_model() -> str:
     """The processor's model name (Linux), else ``platform.processor()``."""
     try:
@@ -306,6 +354,7 @@ MODES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "probe": probe,
     "peak": peak,
     "epoch": epoch,
+    "predict": predict,
 }
 
 

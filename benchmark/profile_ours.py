@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    python benchmark/profile_ours.py [--workloads mlp,cnn,regression] [--top 15]
+    python benchmark/profile_ours.py [--workloads mlp,cnn,regression,supercnn,cifar] [--top 15]
                                      [--threads 2] [--no-native-blas] [--no-cprofile]
 
 For each workload, after a warm-up, three views of one epoch:
@@ -12,9 +12,12 @@ For each workload, after a warm-up, three views of one epoch:
    batch; "model loop" is the rest of the epoch (shuffling, batch gathering,
    ``Model.train`` itself).
 2. **GEMM floor**: the same layers' matrix products (forward ``X @ W``, backward
-   ``Xᵀ @ G`` and ``G @ Wᵀ``; convolutions as their im2col products) timed alone
-   with NumPy at the batch shape. A layer's time minus its floor is what it
-   spends outside BLAS: im2col/col2im copies, elementwise work, Python.
+   ``Xᵀ @ G`` and ``G @ Wᵀ``, the last one not for the first layer with
+   parameters; convolutions as their im2col products) timed alone with NumPy at
+   the batch shape. A layer's time minus its floor is what it spends outside
+   BLAS: im2col copies, elementwise work, Python. For each convolution, its
+   forward + backward time over its floor, and its GFLOP/s against the float32
+   1024x1024 matmul peak measured in the same process.
 3. **cProfile**: the top functions by own time (operators such as ``@`` count in
    the Python function that uses them).
 
@@ -39,7 +42,7 @@ sys.path.insert(0, str(HERE))
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (parsed before NumPy is imported)."""
     parser = argparse.ArgumentParser(description="Profile one epoch of mpneuralnetwork.")
-    parser.add_argument("--workloads", default="mlp,cnn,regression")
+    parser.add_argument("--workloads", default="mlp,cnn,regression,lstm,supercnn,cifar")
     parser.add_argument("--samples", type=int, default=None, help="override the sample count")
     parser.add_argument("--top", type=int, default=15, help="cProfile rows per workload")
     parser.add_argument("--threads", type=int, default=2)
@@ -140,13 +143,18 @@ def best_of(fn: Callable[[], Any], repeats: int = 50) -> float:
 
 
 def gemm_floor(model: Any, batch: int) -> dict[int, float]:
-    """Seconds of each Dense/Convolutional layer's three GEMMs alone, per batch of ``batch``."""
+    """Seconds of each Dense/Convolutional layer's GEMMs alone, per batch of ``batch``.
+
+    Three products per layer (``X @ W``, ``Xᵀ @ G``, ``G @ Wᵀ``); two for the first
+    layer with parameters, whose input gradient the model never computes.
+    """
     import numpy as np
 
     from mpneuralnetwork.layers import Convolutional, Dense
 
     rng = np.random.default_rng(0)
     floors: dict[int, float] = {}
+    first = True
     for i, layer in enumerate(model.layers):
         if isinstance(layer, Dense):
             m, k, n = batch, layer.input_size, layer.output_size
@@ -160,11 +168,50 @@ def gemm_floor(model: Any, batch: int) -> dict[int, float]:
         w = rng.standard_normal((k, n), dtype=np.float32)
         g = rng.standard_normal((m, n), dtype=np.float32)
 
-        def gemms(x: Any = x, w: Any = w, g: Any = g) -> tuple[Any, Any, Any]:
-            return x @ w, x.T @ g, g @ w.T
+        def gemms(x: Any = x, w: Any = w, g: Any = g, first: bool = first) -> None:
+            x @ w, x.T @ g
+            if not first:
+                g @ w.T
 
-        floors[i] = best_of(gemms)
+        floors[i] = best_of(gemms, repeats=10)
+        first = False
     return floors
+
+
+def matmul_peak() -> float:
+    """Best float32 1024x1024 @ 1024x1024 rate of NumPy in this process, FLOP/s."""
+    import numpy as np
+
+    a = np.random.default_rng(0).standard_normal((1024, 1024), dtype=np.float32)
+    return 2.0 * 1024**3 / best_of(lambda: a @ a, repeats=10)
+
+
+def print_conv_layers(
+    model: Any, wl: Any, timer: Timer, batches: int, floors: dict[int, float], peak: float
+) -> None:
+    """Per convolution: forward + backward time, its GEMM floor, GFLOP/s and % of peak."""
+    import workloads
+
+    print(f"\nconvolutions (sgemm peak {peak / 1e9:.0f} GFLOP/s, 1024^3 in this process)")
+    print(
+        f"{'layer':<26}{'f+b us/batch':>13}{'GEMM floor':>12}{'x floor':>9}"
+        f"{'GFLOP/s':>9}{'% peak':>8}{'floor GFLOP/s':>15}"
+    )
+    first = min(floors)
+    for i, shape_in, shape_out in workloads.conv_layers(wl):
+        spec = wl.layers[i]
+        label = f"{i:2d} {type(model.layers[i]).__name__}.forward"
+        seconds = timer.seconds.get(label, 0.0)
+        seconds += timer.seconds.get(label.replace(".forward", ".backward"), 0.0)
+        per_batch = seconds / batches
+        products = 2 if i == first else 3
+        flops = workloads.conv_flops(shape_in, shape_out, spec.kernel) * wl.batch_size * products
+        name = f"{i:2d} conv {shape_in[0]}->{shape_out[0]} @{shape_out[1]}x{shape_out[2]}"
+        print(
+            f"{name:<26}{per_batch * 1e6:>13.0f}{floors[i] * 1e6:>12.0f}"
+            f"{per_batch / floors[i]:>9.2f}{flops / per_batch / 1e9:>9.1f}"
+            f"{100 * flops / per_batch / peak:>7.0f}%{flops / floors[i] / 1e9:>15.1f}"
+        )
 
 
 def profile_workload(name: str, args: argparse.Namespace) -> None:
@@ -200,6 +247,7 @@ def profile_workload(name: str, args: argparse.Namespace) -> None:
         "of the CPUs meanwhile" + (" (DISTURBED: rerun on a quiet machine)" if busy >= BUSY else "")
     )
     floors = gemm_floor(model, wl.batch_size)
+    peak = matmul_peak()
     print(f"\n{'component':<32}{'us/batch':>10}{'share':>8}{'GEMM floor':>12}{'outside':>10}")
     accounted = 0.0
     for key in names:
@@ -224,6 +272,9 @@ def profile_workload(name: str, args: argparse.Namespace) -> None:
         f"GEMM floor of the epoch: {total_floor * 1e3:.0f} ms = "
         f"{100 * total_floor / plain:.0f}% of the uninstrumented epoch"
     )
+
+    if floors and any(spec.kind == "conv" for spec in wl.layers):
+        print_conv_layers(model, wl, timer, batches, floors, peak)
 
     if args.cprofile:
         model = workloads.ours_build(wl)

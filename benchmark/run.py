@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    python benchmark/run.py [--rounds N] [--quick] [--workloads mlp,cnn,regression,lstm]
+    python benchmark/run.py [--rounds N] [--quick] [--workloads mlp,cnn,...] [--no-predict]
                             [--scaling | --scaling-only] [--json out.json]
                             [--backend numpy|cupy] [--no-native-blas] [--threads 2]
 
@@ -181,11 +181,12 @@ class Case:
     samples: int
     batch_size: int
     label: str = ""
+    mode: str = "epoch"
 
     def job(self, framework: str) -> dict[str, Any]:
         """The child job of this case for one framework."""
         return {
-            "mode": "epoch",
+            "mode": self.mode,
             "framework": framework,
             "workload": self.workload,
             "samples": self.samples,
@@ -339,6 +340,31 @@ def print_busy_note(rows: list[dict[str, Any]], frameworks: tuple[str, ...]) -> 
         )
 
 
+def print_predict(rows: list[dict[str, Any]], frameworks: tuple[str, ...], rounds: int) -> None:
+    """The inference table: samples per second of ``predict``, and peak memory."""
+    both = len(frameworks) == 2
+    headers = ["workload", "samples"] + [f"{fw} samples/s" for fw in frameworks]
+    headers += ["ours/torch time"] if both else []
+    headers += [f"{fw} RSS MiB (+predict)" for fw in frameworks]
+    body = []
+    for row in rows:
+        cells = [row["label"], f"{row['samples']:,}"]
+        cells += [f"{row['samples'] / row[fw]['median_s']:,.0f}" for fw in frameworks]
+        if both:
+            cells.append(f"{row['ratio']:.2f}x")
+        for fw in frameworks:
+            s = row[fw]
+            delta = s["peak_rss_mib"] - s["rss_base_mib"]
+            cells.append(f"{s['peak_rss_mib']:.0f} (+{max(delta, 0):.0f})")
+        body.append(cells)
+    print(
+        f"\nInference: predict on {workloads.PREDICT_SAMPLES:,} samples "
+        f"(torch in batches of {workloads.TORCH_PREDICT_BATCH}), median of {rounds} rounds"
+    )
+    print(table(headers, body))
+    print_busy_note(rows, frameworks)
+
+
 def print_scaling(rows: list[dict[str, Any]], frameworks: tuple[str, ...], rounds: int) -> None:
     """The scaling table: time per sample as batch size or data size grows."""
     both = len(frameworks) == 2
@@ -372,8 +398,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--workloads",
-        default="mlp,cnn,regression,lstm",
+        default=",".join(workloads.WORKLOADS),
         help="comma-separated subset of: " + ", ".join(workloads.WORKLOADS),
+    )
+    parser.add_argument(
+        "--predict",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time predict on 10,000 samples for the CNN workloads (default: on)",
     )
     parser.add_argument(
         "--frameworks", default="ours,torch", help="comma-separated subset of: ours, torch"
@@ -498,6 +530,16 @@ def main(argv: list[str] | None = None) -> int:
             rows = summarize(records, frameworks, peak_flops)
             report["main"] = rows
             print_main(rows, frameworks, args.rounds)
+        predicting = [w for w in workloads.PREDICT_WORKLOADS if w in args.workload_list]
+        if args.predict and not args.scaling_only and predicting:
+            cases = [
+                Case(name, workloads.PREDICT_SAMPLES // scale, 0, mode="predict")
+                for name in predicting
+            ]
+            records = measure(settings, cases, args.rounds, frameworks, "predict")
+            rows = summarize(records, frameworks, None)
+            report["predict"] = rows
+            print_predict(rows, frameworks, args.rounds)
         if args.scaling or args.scaling_only:
             cnn, mlp = workloads.WORKLOADS["cnn"], workloads.WORKLOADS["mlp"]
             cases = [

@@ -34,8 +34,10 @@ __all__ = [
     "make_data",
     "ours_build",
     "ours_epoch",
+    "ours_predict",
     "torch_build",
     "torch_epoch",
+    "torch_predict",
 ]
 
 
@@ -51,12 +53,14 @@ class Spec:
         size: Output units (dense, lstm), output channels (conv), pool size (maxpool).
         kernel: Kernel side of a convolution.
         p: Dropout probability.
+        padding: Zeros added on each side of a convolution's input.
     """
 
     kind: str
     size: int = 0
     kernel: int = 0
     p: float = 0.0
+    padding: int = 0
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,63 @@ WORKLOADS: dict[str, Workload] = {
         batch_size=64,
         description="13-64(bn)-128-64-32-1 regressor, MSE, RMSprop, batch 64",
     ),
+    "supercnn": Workload(
+        name="supercnn",
+        input_shape=(1, 28, 28),
+        layers=(
+            Spec("conv", 32, kernel=3),
+            Spec("bn2d"),
+            Spec("relu"),
+            Spec("maxpool", 2),
+            Spec("conv", 64, kernel=3),
+            Spec("bn2d"),
+            Spec("relu"),
+            Spec("maxpool", 2),
+            Spec("flatten"),
+            Spec("dense", 128),
+            Spec("bn"),
+            Spec("relu"),
+            Spec("dropout", p=0.5),
+            Spec("dense", CLASSES),
+        ),
+        task="classification",
+        optimizer="adam",
+        learning_rate=0.001,
+        samples=4_000,
+        batch_size=64,
+        description="the 1.1 'super CNN': conv32-bn-pool-conv64-bn-pool-128(bn)-10 on 1x28x28, "
+        "Adam, batch 64",
+    ),
+    "cifar": Workload(
+        name="cifar",
+        input_shape=(3, 32, 32),
+        layers=(
+            Spec("conv", 32, kernel=3, padding=1),
+            Spec("relu"),
+            Spec("conv", 32, kernel=3, padding=1),
+            Spec("bn2d"),
+            Spec("relu"),
+            Spec("maxpool", 2),
+            Spec("conv", 64, kernel=3, padding=1),
+            Spec("relu"),
+            Spec("conv", 64, kernel=3, padding=1),
+            Spec("bn2d"),
+            Spec("relu"),
+            Spec("maxpool", 2),
+            Spec("flatten"),
+            Spec("dense", 256),
+            Spec("relu"),
+            Spec("dropout", p=0.3),
+            Spec("dense", CLASSES),
+        ),
+        task="classification",
+        optimizer="adam",
+        learning_rate=0.001,
+        samples=2_000,
+        batch_size=64,
+        description="CIFAR-shaped CNN: 2x conv32, pool, 2x conv64 (3x3 'same'), pool, 256-10 "
+        "on 3x32x32, Adam, batch 64",
+    ),
     "lstm": Workload(
         name="lstm",
         input_shape=(28, 28),
@@ -168,6 +229,13 @@ WORKLOADS: dict[str, Workload] = {
         description="LSTM(128) over 28 steps of 28 features, Dense(10) on the last state, Adam",
     ),
 }
+
+#: Workloads whose inference throughput (``predict`` on PREDICT_SAMPLES) is measured.
+PREDICT_WORKLOADS = ("cnn", "supercnn", "cifar")
+#: Samples of the inference measurement.
+PREDICT_SAMPLES = 10_000
+#: Batch of PyTorch's inference loop (ours: one ``Model.predict`` call on all samples).
+TORCH_PREDICT_BATCH = 1000
 
 
 # --------------------------------------------------------------------------- data
@@ -209,7 +277,8 @@ def _shapes(workload: Workload) -> list[tuple[tuple[int, ...], tuple[int, ...]]]
             out: tuple[int, ...] = (spec.size,)
         elif spec.kind == "conv":
             c, h, w = shape
-            out = (spec.size, h - spec.kernel + 1, w - spec.kernel + 1)
+            pad = 2 * spec.padding - spec.kernel + 1
+            out = (spec.size, h + pad, w + pad)
         elif spec.kind == "maxpool":
             c, h, w = shape
             out = (c, h // spec.size, w // spec.size)
@@ -222,6 +291,21 @@ def _shapes(workload: Workload) -> list[tuple[tuple[int, ...], tuple[int, ...]]]
         result.append((shape, out))
         shape = out
     return result
+
+
+def conv_layers(workload: Workload) -> list[tuple[int, tuple[int, int, int], tuple[int, int, int]]]:
+    """``(layer index, input shape, output shape)`` of each convolution, batch excluded."""
+    return [
+        (i, shapes[0], shapes[1])  # type: ignore[misc]
+        for i, (spec, shapes) in enumerate(zip(workload.layers, _shapes(workload), strict=True))
+        if spec.kind == "conv"
+    ]
+
+
+def conv_flops(shape_in: tuple[int, ...], shape_out: tuple[int, ...], kernel: int) -> float:
+    """FLOPs of one sample's forward convolution, counted as its im2col matmul."""
+    c_out, h_out, w_out = shape_out
+    return 2.0 * h_out * w_out * c_out * shape_in[0] * kernel**2
 
 
 def flops_per_sample(workload: Workload) -> dict[str, float]:
@@ -242,8 +326,7 @@ def flops_per_sample(workload: Workload) -> dict[str, float]:
         if spec.kind == "dense":
             forward += 2.0 * math.prod(shape_in) * spec.size
         elif spec.kind == "conv":
-            c_out, h_out, w_out = shape_out
-            forward += 2.0 * h_out * w_out * c_out * shape_in[0] * spec.kernel**2
+            forward += conv_flops(shape_in, shape_out, spec.kernel)
         elif spec.kind == "lstm":  # x_t W and h_{t-1} U for the four gates, every step
             steps, features = shape_in
             forward += 2.0 * steps * (features + spec.size) * 4 * spec.size
@@ -266,6 +349,7 @@ def ours_build(workload: Workload) -> Any:
             net.append(layers.Dense(spec.size, **kwargs))
         elif spec.kind == "conv":
             kwargs = {"input_shape": workload.input_shape} if first else {}
+            kwargs["padding"] = spec.padding
             net.append(layers.Convolutional(spec.size, spec.kernel, **kwargs))
         elif spec.kind == "relu":
             net.append(activations.ReLU())
@@ -316,6 +400,11 @@ def ours_epoch(model: Any, x: Any, y: Any, batch_size: int) -> None:
         model.train(x, y, epochs=1, batch_size=batch_size, **_train_kwargs(model))
 
 
+def ours_predict(model: Any, x: Any) -> Any:
+    """Inference on all of ``x`` with one ``Model.predict`` call (it chunks the data itself)."""
+    return model.predict(x)
+
+
 # --------------------------------------------------------------------------- torch
 
 
@@ -352,7 +441,11 @@ def torch_build(workload: Workload, device: str = "cpu") -> tuple[Any, Any, Any]
         if spec.kind == "dense":
             modules.append(nn.Linear(math.prod(shape_in), spec.size, bias=nxt != "bn"))
         elif spec.kind == "conv":
-            modules.append(nn.Conv2d(shape_in[0], spec.size, spec.kernel, bias=nxt != "bn2d"))
+            modules.append(
+                nn.Conv2d(
+                    shape_in[0], spec.size, spec.kernel, padding=spec.padding, bias=nxt != "bn2d"
+                )
+            )
         elif spec.kind == "relu":
             modules.append(nn.ReLU())
         elif spec.kind == "sigmoid":
@@ -431,3 +524,23 @@ def torch_epoch(
     if sync is not None:
         sync()
     return total
+
+
+def torch_predict(
+    model: Any,
+    x: Any,
+    batch_size: int = TORCH_PREDICT_BATCH,
+    sync: Callable[[], None] | None = None,
+) -> Any:
+    """Inference in the ordinary PyTorch way: eval mode, no autograd, batches, softmax."""
+    import torch
+
+    model.eval()
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, x.shape[0], batch_size):
+            outputs.append(torch.softmax(model(x[start : start + batch_size]), dim=1))
+        result = torch.cat(outputs).cpu().numpy()
+    if sync is not None:
+        sync()
+    return result
