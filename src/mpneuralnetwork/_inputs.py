@@ -22,6 +22,7 @@ from .optimizers import Optimizer
 __all__ = [
     "all_finite",
     "check_batch",
+    "check_layout",
     "check_model_arguments",
     "check_x",
     "check_xy",
@@ -65,13 +66,7 @@ def check_x(model: Any, x: Any, name: str) -> Any:
             f"{name} must be an array of shape (N, {dims(model.input_shape)}); got None"
         )
     x = to_device(x)
-    if x.dtype.kind not in "fiub":
-        raise ValueError(f"{name} must hold numbers; got dtype {x.dtype}")
-    if x.shape[1:] != model.input_shape or x.ndim < 2:
-        raise ValueError(
-            f"{name} must have shape (N, {dims(model.input_shape)}) to match the first "
-            f"layer; got {tuple(x.shape)}"
-        )
+    check_layout(model, x, name)
     if x.shape[0] == 0:
         raise ValueError(f"{name} holds no samples")
     if not model.layers[0].integer_input:  # an Embedding reads ids: no cast to float
@@ -79,6 +74,17 @@ def check_x(model: Any, x: Any, name: str) -> Any:
     if not all_finite(x):
         raise ValueError(f"{name} contains NaN or infinite values")
     return x
+
+
+def check_layout(model: Any, x: Any, name: str) -> None:
+    """The dtype and shape of inputs ``x`` (any array, a memory map too), values unread."""
+    if x.dtype.kind not in "fiub":
+        raise ValueError(f"{name} must hold numbers; got dtype {x.dtype}")
+    if x.shape[1:] != model.input_shape or x.ndim < 2:
+        raise ValueError(
+            f"{name} must have shape (N, {dims(model.input_shape)}) to match the first "
+            f"layer; got {tuple(x.shape)}"
+        )
 
 
 def check_xy(model: Any, x: Any, y: Any, x_name: str, y_name: str) -> tuple[Any, Any]:

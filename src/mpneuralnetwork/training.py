@@ -220,13 +220,7 @@ def training_loader(model: Model, X: Any, y: Any, batch_size: int | None) -> Loa
 
 def _check_memmap(model: Model, x: np.memmap, y: Any) -> None:
     """Check a memory-mapped X_train without reading it (its values: batch by batch)."""
-    if x.dtype.kind not in "fiub":
-        raise ValueError(f"X_train must hold numbers; got dtype {x.dtype}")
-    if x.shape[1:] != model.input_shape or x.ndim < 2:
-        raise ValueError(
-            f"X_train must have shape (N, {', '.join(map(str, model.input_shape))}) to match "
-            f"the first layer; got {tuple(x.shape)}"
-        )
+    inputs.check_layout(model, x, "X_train")
     if y is None:
         raise ValueError("y_train must be an array; got None")
     y = np.asarray(y) if not hasattr(y, "shape") else y
