@@ -24,8 +24,12 @@ from .weights import get_model_weights, restore_model_weights
 
 __all__ = ["Model"]
 
-INFERENCE_CHUNK = 4096
-"""Samples per forward pass at inference (bounds the memory of evaluate and predict)."""
+INFERENCE_CHUNK = 512
+"""Samples per forward pass at inference (bounds the memory of evaluate and predict).
+
+A convolution's window copy holds C·K² values per output pixel: for the CIFAR-shaped
+benchmark network, predict on 10,000 samples peaked at 18.9 GiB with 4096-sample
+chunks and 2.5 GiB with 512, and ran twice as fast (cache-sized blocks)."""
 
 
 class Model:
