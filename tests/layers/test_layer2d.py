@@ -86,6 +86,45 @@ def test_conv_forward_matches_loops_and_shape_formula(k, s, padding):
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("samples_per_block", [1, 2])
+@pytest.mark.parametrize(("k", "s", "padding"), [(3, 1, "same"), (3, 2, 1), (2, 1, "valid")])
+def test_conv_in_blocks_of_samples(monkeypatch, samples_per_block, k, s, padding):
+    # The windows are copied and multiplied a few samples at a time; 5 samples in
+    # blocks of 1 or 2 (the last one short) must give the loops' values and exact
+    # gradients, the input gradient's own blocked convolution included.
+    from mpneuralnetwork.layers import utils
+
+    layer = to_float64(Convolutional(3, k, (2, 6, 7), "he", padding=padding, stride=s))
+    rows = 2 * k * k * (layer.output_shape[1] * layer.output_shape[2])
+    monkeypatch.setattr(utils, "BLOCK_BYTES", samples_per_block * rows * 8)
+    x = np.random.default_rng(4).standard_normal((5, 2, 6, 7))
+    expected = naive_conv(
+        x, to_host(layer.kernels), to_host(layer.biases), s, conv_padding(padding, k)
+    )
+    np.testing.assert_allclose(
+        to_host(layer.forward(to_device(x))), expected, rtol=1e-12, atol=1e-12
+    )
+    assert check_gradients(layer, x) == ["input", "kernels", "biases"]
+
+
+def test_conv_backward_after_inference_forward_and_any_memory_order():
+    # Inference keeps no windows: backward takes them then. A channel-major input
+    # (the memory order convolutions hand on) gives the same numbers as (N, C, H, W).
+    rng = np.random.default_rng(5)
+    layer = to_float64(Convolutional(4, 3, (3, 6, 6), "he", padding="same"))
+    x = rng.standard_normal((2, 3, 6, 6))
+    g = rng.standard_normal((2, 4, 6, 6))
+    out = to_host(layer.forward(to_device(x)))
+    dx = to_host(layer.backward(to_device(g)))
+    dk = to_host(layer.kernels_gradient)
+    channel_major = to_device(np.ascontiguousarray(x.transpose(1, 0, 2, 3))).transpose(1, 0, 2, 3)
+    np.testing.assert_allclose(
+        to_host(layer.forward(channel_major, training=False)), out, rtol=1e-13
+    )
+    np.testing.assert_allclose(to_host(layer.backward(to_device(g))), dx, rtol=1e-13)
+    np.testing.assert_allclose(to_host(layer.kernels_gradient), dk, rtol=1e-13)
+
+
 def test_conv_batch_of_one_and_single_channel():
     layer = to_float64(Convolutional(1, 3, (1, 5, 6), "he", padding=1, stride=2))
     check_gradients(layer, np.random.default_rng(2).standard_normal((1, 1, 5, 6)))
@@ -226,9 +265,7 @@ def test_pooling_gradients(cls, k, strides, n, h, w):
     assert check_gradients(layer, x) == ["input"]
 
 
-@pytest.mark.parametrize(
-    ("cls", "reduce"), [(MaxPooling2D, np.max), (AveragePooling2D, np.mean)]
-)
+@pytest.mark.parametrize(("cls", "reduce"), [(MaxPooling2D, np.max), (AveragePooling2D, np.mean)])
 @pytest.mark.parametrize(("k", "strides", "n", "h", "w"), POOL_GRID)
 def test_pooling_forward_matches_loops(cls, reduce, k, strides, n, h, w):
     layer = cls(k, strides)
@@ -252,9 +289,7 @@ def test_pooling_2x2_hand_worked():
     np.testing.assert_array_equal(avg_out[0, 0], [[2.5, 6.5], [10.5, 14.5]])
     g = np.array([[1, 2], [3, 4]], dtype=np.float32).reshape(1, 1, 2, 2)
     dx_max = to_host(max_layer.backward(to_device(g)))[0, 0]
-    np.testing.assert_array_equal(
-        dx_max, [[0, 0, 0, 0], [0, 1, 2, 0], [0, 0, 0, 0], [3, 0, 4, 0]]
-    )
+    np.testing.assert_array_equal(dx_max, [[0, 0, 0, 0], [0, 1, 2, 0], [0, 0, 0, 0], [3, 0, 4, 0]])
     dx_avg = to_host(avg_layer.backward(to_device(g)))[0, 0]
     np.testing.assert_array_equal(
         dx_avg,

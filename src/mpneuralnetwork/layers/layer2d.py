@@ -9,7 +9,7 @@ from .. import _checks
 from ..backend import DTYPE, ArrayType, xp
 from .layer import Layer
 from .layer1d import _INITIALIZATIONS, BatchNormalization, Lit_W, init_std
-from .utils import col2im, output_length, window_view
+from .utils import col2im, correlate, output_length
 
 
 def _image_shape(owner: str, shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -73,7 +73,7 @@ class Convolutional(Layer):
         self.kernels_gradient: Any = None
         self.biases_gradient: Any = None
         self._cols: Any = None
-        self._padded_shape: tuple[int, int, int, int] = (0, 0, 0, 0)
+        self._workspace: Any = None
         if input_shape is not None:
             self.build(input_shape)
 
@@ -141,42 +141,73 @@ class Convolutional(Layer):
         if x.dtype != kernels.dtype:
             x = x.astype(kernels.dtype)
         self.input = x
-        p, k = self.padding, self.kernel_size
-        if p:
-            n, c, h, w = x.shape
-            padded = xp.zeros((n, c, h + 2 * p, w + 2 * p), dtype=x.dtype)
-            padded[:, :, p : p + h, p : p + w] = x
-            x = padded
-        self._padded_shape = x.shape
-        windows = window_view(x, k, self.stride)  # (C, K, K, N, Ho, Wo), a view
-        c, _, _, n, h_out, w_out = windows.shape
-        self._cols = windows.reshape(c * k * k, n * h_out * w_out)  # the one im2col copy
-        out = kernels.reshape(self.output_depth, -1) @ self._cols  # (O, N·Ho·Wo)
+        n, _, h, w = x.shape
+        o, k, s, p = self.output_depth, self.kernel_size, self.stride, self.padding
+        h_out, w_out = output_length(h, k, s, p), output_length(w, k, s, p)
+        rows = xp.empty((o, n * h_out * w_out), dtype=kernels.dtype)
+        # Training keeps the windows (im2col) for the kernel gradient; inference
+        # only needs a block of them at a time.
+        self._cols = self._windows_buffer(n * h_out * w_out) if training else None
+        correlate(x.transpose(1, 0, 2, 3), kernels.reshape(o, -1), k, s, p, rows, self._cols)
         if self.biases is not None:
-            out += self.biases.reshape(-1, 1)
+            rows += self.biases.reshape(-1, 1)
         # An (N, O, Ho, Wo) view of the (O, N, Ho, Wo) product: element-wise layers
         # keep this memory order, so no transposing copy is made here.
-        self.output = out.reshape(self.output_depth, n, h_out, w_out).transpose(1, 0, 2, 3)
+        self.output = rows.reshape(o, n, h_out, w_out).transpose(1, 0, 2, 3)
         return self.output
+
+    def _windows_buffer(self, columns: int) -> ArrayType:
+        """A (C·K·K, columns) array for the windows, reused from batch to batch.
+
+        Reusing it spares the operating system zeroing fresh pages for every batch
+        (tens of megabytes for a 32-channel layer on 32×32 images).
+        """
+        rows = self.kernels[0].size
+        size, dtype = rows * columns, self.kernels.dtype
+        if self._workspace is None or self._workspace.size < size or self._workspace.dtype != dtype:
+            self._workspace = xp.empty(size, dtype=dtype)
+        return self._workspace[:size].reshape(rows, columns)
 
     def backward(self, output_gradient_batch: ArrayType) -> ArrayType | None:
         """Store the kernel and bias gradients; return dLoss/dinput (N, C, H, W)."""
         g = self._check_gradient(output_gradient_batch)
         n, o, h_out, w_out = g.shape
-        g_rows = g.transpose(1, 0, 2, 3).reshape(o, -1)  # (O, N·Ho·Wo)
-        kernels = self.kernels
+        g_rows = g.transpose(1, 0, 2, 3).reshape(o, -1)  # (O, N·Ho·Wo), free when channel-major
+        kernels, k, s, p = self.kernels, self.kernel_size, self.stride, self.padding
+        if self._cols is None:  # the forward pass ran in inference mode: take the windows now
+            self._cols = self._windows_buffer(n * h_out * w_out)
+            scratch = xp.empty((o, n * h_out * w_out), dtype=kernels.dtype)
+            correlate(
+                self.input.transpose(1, 0, 2, 3),
+                kernels.reshape(o, -1),
+                k,
+                s,
+                p,
+                scratch,
+                self._cols,
+            )
         self.kernels_gradient = (g_rows @ self._cols.T).reshape(kernels.shape)
         if self.biases is not None:
             self.biases_gradient = g_rows.sum(axis=1)
         if not self.needs_input_gradient:
             return None
-        c, k = kernels.shape[1], self.kernel_size
+        c = kernels.shape[1]
+        h, w = self.input.shape[2:]
+        dtype = xp.result_type(g.dtype, kernels.dtype)
+        if s == 1 and p <= k - 1:
+            # With stride 1 the input gradient is itself a convolution: the output
+            # gradient padded by K − 1 − p, correlated with the kernels flipped in
+            # both axes and with their channel axes swapped. One im2col and one
+            # product instead of a product and K² overlapping additions (col2im).
+            flipped = kernels[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(c, -1)
+            d_rows = xp.empty((c, n * h * w), dtype=dtype)
+            correlate(g.transpose(1, 0, 2, 3), flipped, k, 1, k - 1 - p, d_rows)
+            return d_rows.reshape(c, n, h, w).transpose(1, 0, 2, 3)
         d_cols = kernels.reshape(o, -1).T @ g_rows  # (C·K·K, N·Ho·Wo)
         d_cols = d_cols.reshape(c, k, k, n, h_out, w_out).transpose(3, 0, 4, 5, 1, 2)
-        d_padded = col2im(d_cols, self._padded_shape, (o, h_out, w_out), k, self.stride)
-        p = self.padding
+        padded_shape = (n, c, h + 2 * p, w + 2 * p)
+        d_padded = col2im(d_cols, padded_shape, (o, h_out, w_out), k, s)
         if p:
-            h, w = self.input.shape[2:]
             return d_padded[:, :, p : p + h, p : p + w]
         return d_padded
 

@@ -13,6 +13,21 @@ def output_length(size: int, window: int, stride: int, padding: int = 0) -> int:
     return (size - window + 2 * padding) // stride + 1
 
 
+def channel_windows(images: ArrayType, window_size: int, stride: int) -> ArrayType:
+    """The K×K windows of a (C, N, H, W)-shaped array as a (C, K, K, N, H_out, W_out) view.
+
+    Any strides are accepted (a transposed (N, C, H, W) batch included), so no copy
+    is made here; copying the view into a (C·K·K, N·H_out·W_out) array is im2col.
+    """
+    c, n, h, w = images.shape
+    sc, sn, sh, sw = images.strides
+    h_out = output_length(h, window_size, stride)
+    w_out = output_length(w, window_size, stride)
+    shape = (c, window_size, window_size, n, h_out, w_out)
+    strides = (sc, sh, sw, sn, sh * stride, sw * stride)
+    return xp.lib.stride_tricks.as_strided(images, shape=shape, strides=strides)
+
+
 def window_view(input_batch: ArrayType, window_size: int, stride: int) -> ArrayType:
     """The K×K windows of an (N, C, H, W) batch as a (C, K, K, N, H_out, W_out) strided view.
 
@@ -20,18 +35,7 @@ def window_view(input_batch: ArrayType, window_size: int, stride: int) -> ArrayT
     rows, the operand of the convolution's single matrix product.
     """
     x = input_batch if input_batch.flags.c_contiguous else xp.ascontiguousarray(input_batch)
-    n, c, h, w = x.shape
-    sn, sc, sh, sw = x.strides
-    shape = (
-        c,
-        window_size,
-        window_size,
-        n,
-        output_length(h, window_size, stride),
-        output_length(w, window_size, stride),
-    )
-    strides = (sc, sh, sw, sn, sh * stride, sw * stride)
-    return xp.lib.stride_tricks.as_strided(x, shape=shape, strides=strides)
+    return channel_windows(x.transpose(1, 0, 2, 3), window_size, stride)
 
 
 def im2col(input_batch: ArrayType, window_size: int, stride: int | None = None) -> ArrayType:
@@ -129,3 +133,62 @@ def col2im(
         for v in range(k):
             image[:, :, u : u + s * h_out : s, v : v + s * w_out : s] += cols[:, :, :, :, u, v]
     return image
+
+
+#: Bytes of one block of windows. A block this small is still in the cache when the
+#: matrix product reads it, right after the copy that made it.
+BLOCK_BYTES = 4 << 20
+
+
+def correlate(
+    images: ArrayType,
+    weights: ArrayType,
+    window_size: int,
+    stride: int,
+    padding: int,
+    out: ArrayType,
+    keep: ArrayType | None = None,
+) -> None:
+    """``out = weights @ im2col(images)``: a convolution as matrix products, block by block.
+
+    The images are taken a few at a time (`BLOCK_BYTES` of windows): pad them into a
+    small reused buffer, copy their windows (im2col), multiply while the copy is hot.
+
+    Args:
+        images: (C, N, H, W)-shaped, any strides: a channel-major view of a batch.
+        weights: (O, C·K·K) kernels as rows.
+        window_size: K.
+        stride: Step between windows.
+        padding: Zeros added on each side of H and W.
+        out: (O, N·H_out·W_out) array receiving the product.
+        keep: Optional contiguous (C·K·K, N·H_out·W_out) array that receives every
+            window (for the kernel gradient); without it a block-sized buffer is reused.
+    """
+    c, n, h, w = images.shape
+    k, s, p = window_size, stride, padding
+    h_out, w_out = output_length(h, k, s, p), output_length(w, k, s, p)
+    size = h_out * w_out
+    block = n
+    if xp.__name__ == "numpy":  # a GPU gains nothing from blocks, only kernel launches
+        block = max(1, min(n, BLOCK_BYTES // (c * k * k * size * images.itemsize)))
+    if keep is not None:
+        windows_of = keep.reshape(c, k, k, n, h_out, w_out)
+        rows = keep
+    else:
+        windows_of = xp.empty((c, k, k, block, h_out, w_out), dtype=images.dtype)
+        rows = windows_of.reshape(c * k * k, block * size)
+    padded = xp.zeros((c, block, h + 2 * p, w + 2 * p), dtype=images.dtype) if p else None
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        count = stop - start
+        source = images[:, start:stop]
+        if padded is not None:  # its border stays zero: only the inside is written
+            padded[:, :count, p : p + h, p : p + w] = source
+            source = padded[:, :count]
+        at = start if keep is not None else 0  # where this block's windows go
+        xp.copyto(windows_of[:, :, :, at : at + count], channel_windows(source, k, s))
+        xp.matmul(
+            weights,
+            rows[:, at * size : (at + count) * size],
+            out=out[:, start * size : stop * size],
+        )
