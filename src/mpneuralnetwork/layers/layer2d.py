@@ -282,9 +282,12 @@ class _Pooling2D(Layer):
         """
         rows, cols = self._slices()
         n, c, h, w = self.input.shape
-        to_rows = _zeros_unless_tiled((n, c, h, g.shape[3]), rows, 2, g.dtype)
+        # In the input's memory order, so the layers below keep theirs (channel-major
+        # after a convolution) and a convolution's backward needs no transposing copy.
+        channel_major = self.input.strides[1] > self.input.strides[0]
+        to_rows = _zeros_unless_tiled((n, c, h, g.shape[3]), rows, 2, g.dtype, channel_major)
         _route(to_rows, rows, g, row_index, axis=2)
-        d_input = _zeros_unless_tiled((n, c, h, w), cols, 3, g.dtype)
+        d_input = _zeros_unless_tiled((n, c, h, w), cols, 3, g.dtype, channel_major)
         _route(d_input, cols, to_rows, col_index, axis=3)
         return d_input
 
@@ -294,8 +297,8 @@ class _Pooling2D(Layer):
 
 def _max_and_argmax(candidates: list[Any]) -> tuple[Any, Any]:
     """Element-wise maximum of same-shape arrays and the index of the first maximum."""
-    best = candidates[0].copy()
-    index = xp.zeros(best.shape, dtype=xp.int16)
+    best = candidates[0].copy(order="K")  # keeps the input's memory order
+    index = xp.zeros_like(best, dtype=xp.int16)
     for i, candidate in enumerate(candidates[1:], start=1):
         better = candidate > best  # strictly: a tie keeps the earlier position
         xp.maximum(best, candidate, out=best)
@@ -352,11 +355,19 @@ def _route(target: Any, slices: list[slice], values: Any, index: Any, axis: int)
             xp.multiply(values, index == offset, out=view)
 
 
-def _zeros_unless_tiled(shape: tuple[int, ...], slices: list[slice], axis: int, dtype: Any) -> Any:
-    """A buffer for `_route`: left uninitialized when the slices write every entry."""
+def _zeros_unless_tiled(
+    shape: tuple[int, ...], slices: list[slice], axis: int, dtype: Any, channel_major: bool
+) -> Any:
+    """An (N, C, H, W) buffer for `_route`: uninitialized when the slices write every entry.
+
+    With ``channel_major`` its memory is laid out (C, N, H, W).
+    """
     step, count = slices[0].step, len(slices)
     tiled = step == count and slices[-1].stop == shape[axis]  # windows tile the axis exactly
-    return xp.empty(shape, dtype=dtype) if tiled else xp.zeros(shape, dtype=dtype)
+    n, c, h, w = shape
+    memory = (c, n, h, w) if channel_major else shape
+    buffer = xp.empty(memory, dtype=dtype) if tiled else xp.zeros(memory, dtype=dtype)
+    return buffer.transpose(1, 0, 2, 3) if channel_major else buffer
 
 
 class AveragePooling2D(_Pooling2D):
