@@ -296,15 +296,26 @@ class _Pooling2D(Layer):
 
 
 def _max_and_argmax(candidates: list[Any]) -> tuple[Any, Any]:
-    """Element-wise maximum of same-shape arrays and the index of the first maximum."""
+    """Element-wise maximum of same-shape arrays and the index of the first maximum.
+
+    The index is boolean for two candidates (the usual 2×2 pooling): the first
+    comparison is already the answer, one byte per element instead of two.
+    """
     best = candidates[0].copy(order="K")  # keeps the input's memory order
-    index = xp.zeros_like(best, dtype=xp.int16)
+    index: Any = None
     for i, candidate in enumerate(candidates[1:], start=1):
         better = candidate > best  # strictly: a tie keeps the earlier position
         xp.maximum(best, candidate, out=best)
+        if index is None:
+            index = better  # 1 where the second candidate wins, else 0
+            continue
+        if index.dtype == xp.bool_:
+            index = index.astype(xp.int16)
         # i grows with each candidate, so where ``better`` holds, i is the new maximum
         # index: one arithmetic pass instead of a slower masked write.
         xp.maximum(index, better * xp.int16(i), out=index)
+    if index is None:  # a window of one
+        index = xp.zeros_like(best, dtype=xp.bool_)
     return best, index
 
 
@@ -349,10 +360,15 @@ def _route(target: Any, slices: list[slice], values: Any, index: Any, axis: int)
                 view += values
             else:
                 view[...] = values
-        elif overlap:
-            view += values * (index == offset)
+            continue
+        if index.dtype == xp.bool_:  # two offsets: True selects the second
+            chosen = index if offset else xp.logical_not(index)
         else:
-            xp.multiply(values, index == offset, out=view)
+            chosen = index == offset
+        if overlap:
+            view += values * chosen
+        else:
+            xp.multiply(values, chosen, out=view)
 
 
 def _zeros_unless_tiled(
