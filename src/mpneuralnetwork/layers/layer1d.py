@@ -191,6 +191,22 @@ class Dropout(Layer):
         return {"type": "Dropout", "probability": self.probability}
 
 
+def _count(x: Any, axes: tuple[int, ...]) -> int:
+    """Number of values each statistic is taken over."""
+    return math.prod(x.shape[a] for a in axes)
+
+
+def _sum_of_products(a: Any, b: Any, axes: tuple[int, ...]) -> Any:
+    """Σ a·b over ``axes``, kept as size-1 axes, without writing the product.
+
+    One read of each array (``einsum``) instead of a product array written and read again.
+    """
+    letters = "abcdefgh"[: a.ndim]
+    kept = "".join(letter for i, letter in enumerate(letters) if i not in axes)
+    total = xp.einsum(f"{letters},{letters}->{kept}", a, b)
+    return total.reshape(tuple(1 if i in axes else n for i, n in enumerate(a.shape)))
+
+
 class BatchNormalization(Layer):
     """Batch normalization over the batch axis of (N, F) inputs.
 
@@ -223,7 +239,7 @@ class BatchNormalization(Layer):
         self.beta_gradient: Any = None
         self.cache_m: Any = None
         self.cache_v: Any = None
-        self._x_hat: Any = None
+        self._centered: Any = None
         self._inv_std: Any = None
         self._trained_forward = False
 
@@ -268,23 +284,22 @@ class BatchNormalization(Layer):
                     "to compute batch statistics; got an empty batch"
                 )
             mean = x.mean(axis=axes, keepdims=True)
-            x_hat = x - mean
-            out = xp.square(x_hat)  # a scratch array, reused for the output below
-            var = out.mean(axis=axes, keepdims=True)
+            centered = x - mean
+            var = _sum_of_products(centered, centered, axes) / _count(x, axes)
             m = self.momentum
             self.cache_m *= m
             self.cache_m += (1.0 - m) * mean
             self.cache_v *= m
             self.cache_v += (1.0 - m) * var
         else:
-            x_hat = x - self.cache_m
-            out = xp.empty_like(x_hat)
+            centered = x - self.cache_m
             var = self.cache_v
         self._inv_std = 1.0 / xp.sqrt(var + self.epsilon)
-        x_hat *= self._inv_std
-        self._x_hat = x_hat
+        self._centered = centered
         self._trained_forward = bool(training)
-        xp.multiply(x_hat, self.gamma, out=out)
+        # gamma·x̂ + beta with x̂ = centered·inv_std: one scale per feature, so x̂
+        # itself is never written (backward works from `centered` too).
+        out = centered * (self.gamma * self._inv_std)
         out += self.beta
         self.output = out
         return out
@@ -293,20 +308,20 @@ class BatchNormalization(Layer):
         """dx = inv_std/n · (n·d − Σd − x̂·Σ(d·x̂)) with d = G·gamma; stores dgamma, dbeta.
 
         With gamma constant over the batch this is
-        ``gamma·inv_std · (G − ΣG/n − x̂·Σ(G·x̂)/n)``, computed in place in one array.
+        ``gamma·inv_std · (G − ΣG/n − x̂·Σ(G·x̂)/n)``, and with x̂ = (x − mean)·inv_std
+        it is computed from the centered input in one array.
         """
         g = self._check_gradient(output_gradient_batch)
         axes = self.reduce_axes
-        x_hat = self._x_hat
-        d_input = g * x_hat
-        self.gamma_gradient = d_input.sum(axis=axes, keepdims=True)
+        centered, inv_std = self._centered, self._inv_std
+        sum_g_centered = _sum_of_products(g, centered, axes)  # Σ(G·x̂) / inv_std
+        self.gamma_gradient = sum_g_centered * inv_std
         self.beta_gradient = g.sum(axis=axes, keepdims=True)
-        scale = self.gamma * self._inv_std
+        scale = self.gamma * inv_std
         if not self._trained_forward:  # running statistics are constants
-            xp.multiply(g, scale, out=d_input)
-            return d_input
-        n = math.prod(g.shape[a] for a in axes)
-        xp.multiply(x_hat, self.gamma_gradient / n, out=d_input)
+            return g * scale
+        n = _count(g, axes)
+        d_input = centered * (sum_g_centered * (inv_std * inv_std / n))
         xp.subtract(g, d_input, out=d_input)
         d_input -= self.beta_gradient / n
         d_input *= scale
