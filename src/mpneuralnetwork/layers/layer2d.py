@@ -9,7 +9,7 @@ from .. import _checks
 from ..backend import DTYPE, ArrayType, xp
 from .layer import Layer
 from .layer1d import _INITIALIZATIONS, BatchNormalization, Lit_W, init_std
-from .utils import col2im, correlate, output_length
+from .utils import add_windows, correlate, output_length
 
 
 def _image_shape(owner: str, shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -206,12 +206,9 @@ class Convolutional(Layer):
             correlate(g.transpose(1, 0, 2, 3), flipped, k, 1, k - 1 - p, d_rows)
             return d_rows.reshape(c, n, h, w).transpose(1, 0, 2, 3)
         d_cols = kernels.reshape(o, -1).T @ g_rows  # (C·K·K, N·Ho·Wo)
-        d_cols = d_cols.reshape(c, k, k, n, h_out, w_out).transpose(3, 0, 4, 5, 1, 2)
-        padded_shape = (n, c, h + 2 * p, w + 2 * p)
-        d_padded = col2im(d_cols, padded_shape, (o, h_out, w_out), k, s)
-        if p:
-            return d_padded[:, :, p : p + h, p : p + w]
-        return d_padded
+        d_windows = d_cols.reshape(c, k, k, n, h_out, w_out)
+        d_padded = add_windows(d_windows, h + 2 * p, w + 2 * p, s)  # col2im, channel-major
+        return d_padded[:, :, p : p + h, p : p + w].transpose(1, 0, 2, 3)
 
     @property
     def params(self) -> dict[str, tuple[ArrayType, ArrayType]]:

@@ -123,15 +123,33 @@ def col2im(
         raise ValueError(
             f"col2im: cols must have shape {(n, c, h_out, w_out, k, k)}; got {tuple(cols.shape)}"
         )
-    image: Any = xp.zeros((n, c, h, w), dtype=cols.dtype)
-    if s == k and h_out * k <= h and w_out * k <= w:
+    return add_windows(cols.transpose(1, 4, 5, 0, 2, 3), h, w, s).transpose(1, 0, 2, 3)
+
+
+def add_windows(windows: ArrayType, height: int, width: int, stride: int) -> ArrayType:
+    """The adjoint of `channel_windows`: sum per-window values back into images.
+
+    Args:
+        windows: (C, K, K, N, H_out, W_out) values, one K×K block per window.
+        height: H of the images.
+        width: W of the images.
+        stride: Step between windows.
+
+    Returns:
+        A (C, N, H, W)-shaped array (channel-major, like the convolution's
+        activations) where overlapping windows add up.
+    """
+    c, k, _, n, h_out, w_out = windows.shape
+    s = stride
+    image: Any = xp.zeros((c, n, height, width), dtype=windows.dtype)
+    if s == k and h_out * k <= height and w_out * k <= width:
         # Windows tile the image without overlap: one reshape instead of K² adds.
-        tiles = cols.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h_out * k, w_out * k)
+        tiles = windows.transpose(0, 3, 4, 1, 5, 2).reshape(c, n, h_out * k, w_out * k)
         image[:, :, : h_out * k, : w_out * k] = tiles
         return image
     for u in range(k):  # a loop over the K² window offsets, never over the batch
         for v in range(k):
-            image[:, :, u : u + s * h_out : s, v : v + s * w_out : s] += cols[:, :, :, :, u, v]
+            image[:, :, u : u + s * h_out : s, v : v + s * w_out : s] += windows[:, u, v]
     return image
 
 
