@@ -9,7 +9,7 @@ from .. import _checks
 from ..backend import DTYPE, ArrayType, xp
 from .layer import Layer
 from .layer1d import _INITIALIZATIONS, BatchNormalization, Lit_W, init_std
-from .utils import add_windows, correlate, output_length
+from .utils import add_wide_windows, add_windows, correlate, output_length
 
 
 def _image_shape(owner: str, shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -205,9 +205,18 @@ class Convolutional(Layer):
             d_rows = xp.empty((c, n * h * w), dtype=dtype)
             correlate(g.transpose(1, 0, 2, 3), flipped, k, 1, k - 1 - p, d_rows)
             return d_rows.reshape(c, n, h, w).transpose(1, 0, 2, 3)
-        d_cols = kernels.reshape(o, -1).T @ g_rows  # (C·K·K, N·Ho·Wo)
-        d_windows = d_cols.reshape(c, k, k, n, h_out, w_out)
-        d_padded = add_windows(d_windows, h + 2 * p, w + 2 * p, s)  # col2im, channel-major
+        h_pad, w_pad = h + 2 * p, w + 2 * p
+        if s == 1:
+            # Windows as wide as the padded image, the extra columns zero: col2im
+            # then adds K² long contiguous runs instead of N·C·Ho short rows each.
+            g_wide = xp.zeros((o, n, h_out, w_pad), dtype=g.dtype)
+            g_wide[..., :w_out] = g.transpose(1, 0, 2, 3)
+            d_cols = kernels.reshape(o, -1).T @ g_wide.reshape(o, -1)  # (C·K·K, N·Ho·W_pad)
+            d_padded = add_wide_windows(d_cols.reshape(c, k, k, n, -1), h_pad, w_pad)
+        else:
+            d_cols = kernels.reshape(o, -1).T @ g_rows  # (C·K·K, N·Ho·Wo)
+            d_windows = d_cols.reshape(c, k, k, n, h_out, w_out)
+            d_padded = add_windows(d_windows, h_pad, w_pad, s)  # col2im, channel-major
         return d_padded[:, :, p : p + h, p : p + w].transpose(1, 0, 2, 3)
 
     @property

@@ -153,6 +153,31 @@ def add_windows(windows: ArrayType, height: int, width: int, stride: int) -> Arr
     return image
 
 
+
+def add_wide_windows(windows: ArrayType, height: int, width: int) -> ArrayType:
+    """Stride-1 `add_windows` for windows laid out on rows as wide as the image.
+
+    ``windows[c, u, v, n, i·width + j]`` belongs at ``(i + u, j + v)`` of image ``n``;
+    columns ``j >= W_out`` must be zero (they fall on the next row, or past the end).
+    Each offset (u, v) is then one contiguous run per image: in the flattened image
+    it starts at ``u·width + v``.
+
+    Args:
+        windows: (C, K, K, N, H_out·width) values.
+        height: H of the images.
+        width: W of the images.
+
+    Returns:
+        A (C, N, H, W)-shaped array where overlapping windows add up.
+    """
+    c, k, _, n, length = windows.shape
+    flat = xp.zeros((c, n, height * width + k - 1), dtype=windows.dtype)  # room for the spill
+    for u in range(k):
+        for v in range(k):
+            start = u * width + v
+            flat[:, :, start : start + length] += windows[:, u, v]
+    return flat[:, :, : height * width].reshape(c, n, height, width)
+
 #: Bytes of one block of windows. A block this small is still in the cache when the
 #: matrix product reads it, right after the copy that made it.
 BLOCK_BYTES = 4 << 20
