@@ -384,6 +384,19 @@ def test_flatten_forward_backward_and_gradients():
     assert check_gradients(layer, x) == ["input"]
 
 
+def test_flatten_backward_keeps_a_channel_major_input_order():
+    # A convolution's output is a (N, C, H, W) view of (C, N, H, W) memory; the
+    # gradient Flatten hands back has the same values and that memory order.
+    x = np.random.default_rng(6).standard_normal((2, 3, 4, 5)).astype(np.float32)
+    x = to_device(x).transpose(1, 0, 2, 3)
+    layer = Flatten()
+    layer.forward(x)
+    g = np.arange(3 * 40, dtype=np.float32).reshape(3, 40)
+    d_input = layer.backward(to_device(g))
+    np.testing.assert_array_equal(to_host(d_input), g.reshape(3, 2, 4, 5))
+    assert d_input.strides == x.strides and d_input.dtype == np.float32
+
+
 # ===================================================================== BatchNormalization2D
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("shape", [(3, 2, 4, 5), (1, 3, 3, 2), (4, 1, 2, 3)])
