@@ -179,31 +179,30 @@ class Recurrent(Layer):
             )
         if self.input_shape is None:
             self.build(tuple(x.shape[1:]))
-        weights = self.input_weights
-        dtype = weights.dtype
+        dtype = self.input_weights.dtype
         if x.dtype != dtype:
             x = x.astype(dtype)
         self.input = x
         n, steps, features = x.shape
-        gates, units = self.gates, self.units
+        units = self.units
         self._prepare_weights()
-        # Time-major and feature-major: step t of a quantity is a contiguous (units, N)
-        # block (one per gate), so that every element-wise pass of a step is contiguous.
-        x_steps = self._buffer("x", (steps, features, n), dtype)
-        x_steps[...] = x.transpose(1, 2, 0)
-        pre = self._buffer("gates", (steps, gates, units, n), dtype)
-        xp.matmul(self._scaled_wt, x_steps, out=pre.reshape(steps, gates * units, n))
-        pre += self._scaled_b.reshape(gates, units, 1)
-        hidden = self._buffer("hidden", (steps + 1, units, n), dtype)
-        hidden[0] = 0.0
-        self._begin(n, steps, dtype)
+        # The operands of every step side by side, (units + 1 + F, T + 1, N): block t is
+        # [h_t; 1; x_t] (h_0 = 0), which step t multiplies, and step t writes h_{t+1}
+        # into block t + 1. Over all steps the blocks form one (units + 1 + F, T·N)
+        # matrix, which the weight gradients contract in a single product.
+        operands = self._buffer("operands", (units + 1 + features, steps + 1, n), dtype)
+        operands[:units, 0] = 0.0
+        operands[units] = 1.0
+        operands[units + 1 :, :steps] = x.transpose(2, 1, 0)
+        pre = self._buffer("gates", (steps, self.gates, units, n), dtype)
+        self._begin(operands, pre)
         with _overflow_to_zero():
             for t in range(steps):
-                self._step(t, pre[t], hidden[t], hidden[t + 1])
+                self._step(t, operands[:, t], pre[t], operands[:units, t + 1])
         if self.return_sequences:
-            out = hidden[1:].transpose(2, 0, 1).copy()
+            out = operands[:units, 1:].transpose(2, 1, 0).copy()
         else:
-            out = hidden[steps].T.copy()
+            out = operands[:units, steps].T.copy()
         self.output = out
         return out
 
@@ -213,9 +212,14 @@ class Recurrent(Layer):
         n, steps, features = self.input.shape
         dtype = self.output.dtype
         units, width = self.units, self.gates * self.units
-        self._begin_backward(steps, n, dtype)
-        d_in = self._buffer("d_in", (steps, self.gates, units, n), dtype)
+        operands = self._buffer("operands", (units + 1 + features, steps + 1, n), dtype)
+        # Gate-major, time inside: the gradients of all steps form one (G·units, T·N)
+        # matrix for the products after the loop, and a step's (G·units, N) block
+        # (rows of N contiguous values) is still one operand of BLAS.
+        d_in = self._buffer("d_in", (self.gates, units, steps, n), dtype)
         d_rec = self._recurrent_gradient_buffer(d_in)
+        d_rec_steps = d_rec.reshape(width, steps, n)
+        self._begin_backward(operands, steps)
         dh = self._buffer("dh", (units, n), dtype)
         step_g = xp.ascontiguousarray(g.transpose(1, 2, 0)) if self.return_sequences else None
         u_back = self._weights_u  # (units, G·units), the unscaled internal order
@@ -223,44 +227,50 @@ class Recurrent(Layer):
             if t == steps - 1:
                 dh[...] = step_g[t] if step_g is not None else g.T
             else:
-                xp.matmul(u_back, d_rec[t + 1].reshape(width, n), out=dh)
+                xp.matmul(u_back, d_rec_steps[:, t + 1], out=dh)
                 self._carry(dh)
                 if step_g is not None:
                     dh += step_g[t]
-            self._step_backward(t, dh, d_in[t], d_rec[t])
-        # The products over all steps contract (step, sample) pairs: one copy puts them
-        # side by side, then each gradient is a single large matrix product.
+            self._step_backward(t, dh, d_in[:, :, t], d_rec[:, :, t])
+        # One product per side over all (step, sample) pairs: rows [h; 1; x] against the
+        # gradients give dL/dU, the bias gradient and dL/dW in the parameters' layouts.
         rows = steps * n
-        x_cols = self._buffer("x", (steps, features, n), dtype).transpose(1, 0, 2)
-        x_cols = x_cols.reshape(features, rows)
-        d_cols = d_in.reshape(steps, width, n).transpose(1, 0, 2).reshape(width, rows)
-        self._store("input_weights", (d_cols @ x_cols.T).T)
-        self._store("biases", d_cols.sum(axis=1))
-        if d_rec is not d_in:
-            d_cols_rec = d_rec.reshape(steps, width, n).transpose(1, 0, 2).reshape(width, rows)
+        z = operands[:, :steps].reshape(-1, rows)
+        d_cols = d_in.reshape(width, rows)
+        if d_rec is d_in:
+            grads = z @ d_cols.T
+            self._store("recurrent_weights", grads[:units])
+            self._store("biases", grads[units])
+            self._store("input_weights", grads[units + 1 :])
         else:
-            d_cols_rec = d_cols
-        # h_0 = 0: the first step adds nothing to the recurrent weights' gradient.
-        hidden = self._buffer("hidden", (steps + 1, units, n), dtype)
-        h_cols = hidden[1:steps].transpose(1, 0, 2).reshape(units, rows - n)
-        self._store("recurrent_weights", (d_cols_rec[:, n:] @ h_cols.T).T)
-        if "recurrent_biases" in self._param_names:
-            self._store("recurrent_biases", d_cols_rec.sum(axis=1))
+            inputs = z[units:] @ d_cols.T
+            recurrent = z[: units + 1] @ d_rec.reshape(width, rows).T
+            self._store("biases", inputs[0])
+            self._store("input_weights", inputs[1:])
+            self._store("recurrent_weights", recurrent[:units])
+            self._store("recurrent_biases", recurrent[units])
         if not self.needs_input_gradient:
             return None
         dx = (self._weights_w @ d_cols).reshape(features, steps, n)
         return xp.ascontiguousarray(dx.transpose(2, 1, 0))
 
     # ------------------------------------------------------- hooks of the cells
-    def _begin(self, n: int, steps: int, dtype: Any) -> None:
-        """Allocate the cell's per-sequence buffers before the first step."""
+    def _begin(self, operands: Any, pre: Any) -> None:
+        """Allocate the cell's buffers before the first step.
 
-    def _step(self, t: int, pre: Any, h_prev: Any, h: Any) -> None:
-        """One step: ``pre`` (G, units, N) holds ``(x_t W + b)ᵀ`` (scaled); write ``h``."""
+        Args:
+            operands: (units + 1 + F, T + 1, N), block t = [h_t; 1; x_t].
+            pre: (T, G, units, N), the gate buffer the steps fill.
+        """
+
+    def _step(self, t: int, operands: Any, pre: Any, h: Any) -> None:
+        """One step: from ``operands`` [h_t; 1; x_t] (units + 1 + F, N), fill the gates
+        ``pre`` (G, units, N) and write the new state ``h`` (units, N)."""
         raise NotImplementedError
 
-    def _begin_backward(self, steps: int, n: int, dtype: Any) -> None:
-        """Allocate the cell's backward buffers before the last step."""
+    def _begin_backward(self, operands: Any, steps: int) -> None:
+        """Allocate the cell's backward buffers (and step-independent factors) before the
+        last step."""
 
     def _recurrent_gradient_buffer(self, d_in: Any) -> Any:
         """The buffer of the gradients that multiply U; the input side's by default."""
@@ -289,27 +299,24 @@ class Recurrent(Layer):
         scale[: self._sigmoid_blocks * self.units] = -1.0
         return scale
 
-    def _prepare_weights(self) -> None:
-        """Internal-order copies of W and U, and the scaled ones the forward steps use."""
-        w = self.input_weights
-        u = self.recurrent_weights
-        b = self.biases
+    def _internal_weights(self) -> tuple[Any, Any, Any]:
+        """W, U and b with their gate blocks in the internal order (the arrays themselves
+        when the orders agree)."""
+        w, u, b = self.input_weights, self.recurrent_weights, self.biases
         if self._order == tuple(range(self.gates)):
-            self._weights_w, self._weights_u, bias = w, u, b
-        else:
-            order = self._order
-            self._weights_w = self._reorder(w, order)
-            self._weights_u = self._reorder(u, order)
-            bias = self._reorder(b, order)
-        # The forward products are Wᵀ x and Uᵀ h (feature-major), on contiguous copies.
-        if self._sigmoid_blocks == 0:
-            scaled_w, scaled_u, self._scaled_b = self._weights_w, self._weights_u, bias
-        else:
-            scale = self._scale(w.dtype)
-            scaled_w, scaled_u = self._weights_w * scale, self._weights_u * scale
-            self._scaled_b = bias * scale
-        self._scaled_wt = xp.ascontiguousarray(scaled_w.T)
-        self._scaled_ut = xp.ascontiguousarray(scaled_u.T)
+            return w, u, b
+        order = self._order
+        return self._reorder(w, order), self._reorder(u, order), self._reorder(b, order)
+
+    def _prepare_weights(self) -> None:
+        """The internal-order W and U of the backward pass, and the scaled
+        ``[U; b; W]ᵀ`` (G·units, units + 1 + F) that multiplies a step's operands."""
+        w, u, b = self._internal_weights()
+        self._weights_w, self._weights_u = w, u
+        stacked = xp.concatenate([u, b.reshape(1, -1), w], axis=0)
+        if self._sigmoid_blocks:
+            stacked = stacked * self._scale(w.dtype)
+        self._step_weights = xp.ascontiguousarray(stacked.T)
 
     def _store(self, name: str, internal: Any) -> None:
         """Write a gradient computed in the internal block order into ``{name}_gradient``."""
@@ -372,25 +379,20 @@ class SimpleRNN(Recurrent):
     ``biases`` (units,). See `Recurrent` for the arguments.
     """
 
-    def _begin(self, n: int, steps: int, dtype: Any) -> None:
-        self._product = self._buffer("product", (self.units, n), dtype)
-
-    def _step(self, t: int, pre: Any, h_prev: Any, h: Any) -> None:
+    def _step(self, t: int, operands: Any, pre: Any, h: Any) -> None:
         z = pre[0]
-        if t:
-            xp.matmul(self._scaled_ut, h_prev, out=self._product)
-            z += self._product
+        xp.matmul(self._step_weights, operands, out=z)
         xp.tanh(z, out=h)
 
-    def _begin_backward(self, steps: int, n: int, dtype: Any) -> None:
-        self._hidden = self._buffer("hidden", (steps + 1, self.units, n), dtype)
+    def _begin_backward(self, operands: Any, steps: int) -> None:
+        # tanh' = 1 − h_t² for all steps at once (h_t is block t + 1 of the operands).
+        hidden = operands[: self.units, 1:]
+        slope = self._slope = self._buffer("slope", hidden.shape, hidden.dtype)
+        xp.multiply(hidden, hidden, out=slope)
+        xp.subtract(1.0, slope, out=slope)
 
     def _step_backward(self, t: int, dh: Any, d_in: Any, d_rec: Any) -> None:
-        d = d_in[0]  # dL/dz = dh · (1 − h_t²)
-        h = self._hidden[t + 1]
-        xp.multiply(h, h, out=d)
-        xp.subtract(1.0, d, out=d)
-        d *= dh
+        xp.multiply(dh, self._slope[:, t], out=d_in[0])
 
 
 class LSTM(Recurrent):
@@ -417,24 +419,21 @@ class LSTM(Recurrent):
 
     def _scale(self, dtype: Any) -> Any:
         # g = tanh(z) = 2σ(2z) − 1: with −2 folded into its block, all four gates go
-        # through one exp over the whole contiguous (N, 4, units) step.
+        # through one exp over the whole contiguous (4, units, N) step.
         scale = super()._scale(dtype)
         scale[3 * self.units :] = -2.0
         return scale
 
-    def _begin(self, n: int, steps: int, dtype: Any) -> None:
-        units = self.units
-        self._cells = self._buffer("cells", (steps + 1, units, n), dtype)
+    def _begin(self, operands: Any, pre: Any) -> None:
+        steps, _, units, n = pre.shape
+        self._gates_flat = pre.reshape(steps, 4 * units, n)
+        self._cells = self._buffer("cells", (steps + 1, units, n), pre.dtype)
         self._cells[0] = 0.0
-        self._tanh_cells = self._buffer("tanh_cells", (steps, units, n), dtype)
-        self._product = self._buffer("product", (4, units, n), dtype)
-        self._scratch = self._buffer("scratch", (units, n), dtype)
+        self._tanh_cells = self._buffer("tanh_cells", (steps, units, n), pre.dtype)
+        self._scratch = self._buffer("scratch", (units, n), pre.dtype)
 
-    def _step(self, t: int, pre: Any, h_prev: Any, h: Any) -> None:
-        if t:
-            product = self._product
-            xp.matmul(self._scaled_ut, h_prev, out=product.reshape(-1, product.shape[2]))
-            pre += product
+    def _step(self, t: int, operands: Any, pre: Any, h: Any) -> None:
+        xp.matmul(self._step_weights, operands, out=self._gates_flat[t])
         _sigmoid_of_negated(pre)
         o, i, f, g = pre
         g *= 2.0
@@ -447,40 +446,40 @@ class LSTM(Recurrent):
         xp.tanh(c, out=tanh_c)
         xp.multiply(o, tanh_c, out=h)
 
-    def _begin_backward(self, steps: int, n: int, dtype: Any) -> None:
+    def _begin_backward(self, operands: Any, steps: int) -> None:
+        # The factors that do not depend on the incoming gradient, for all steps at once
+        # (a few large passes instead of many small ones): with the blocks o, i, f, g,
+        # k_o = tanh(c)·o(1−o), k_i = g·i(1−i), k_f = c_{t−1}·f(1−f), k_g = i·(1−g²),
+        # and k_c = o·(1 − tanh²(c)), the path from h_t to c_t.
         units = self.units
-        self._gates = self._buffer("gates", (steps, 4, units, n), dtype)
-        self._cells = self._buffer("cells", (steps + 1, units, n), dtype)
-        self._tanh_cells = self._buffer("tanh_cells", (steps, units, n), dtype)
-        self._k = self._buffer("k", (4, units, n), dtype)
+        n, dtype = self.input.shape[0], self.output.dtype
+        gates = self._gates = self._buffer("gates", (steps, 4, units, n), dtype)
+        cells = self._cells = self._buffer("cells", (steps + 1, units, n), dtype)
+        tanh_c = self._buffer("tanh_cells", (steps, units, n), dtype)
+        k = self._k = self._buffer("k", (steps, 5, units, n), dtype)
+        sig = gates[:, :3]
+        xp.subtract(1.0, sig, out=k[:, :3])
+        k[:, :3] *= sig
+        k[:, 0] *= tanh_c
+        k[:, 1] *= gates[:, 3]
+        k[:, 2] *= cells[:steps]
+        for block, square, factor in ((3, gates[:, 3], gates[:, 1]), (4, tanh_c, gates[:, 0])):
+            kb = k[:, block]
+            xp.multiply(square, square, out=kb)
+            xp.subtract(1.0, kb, out=kb)
+            kb *= factor
         self._scratch = self._buffer("scratch", (units, n), dtype)
         self._dc = self._buffer("dc", (units, n), dtype)  # dL/dc_t, carried backwards
         self._dc[...] = 0.0
 
     def _step_backward(self, t: int, dh: Any, d_in: Any, d_rec: Any) -> None:
-        # dL/dpre = [dh·k_o, dc·k_i, dc·k_f, dc·k_g] with k_o = tanh(c)·o(1−o),
-        # k_i = g·i(1−i), k_f = c_{t−1}·f(1−f), k_g = i·(1−g²), and
-        # dc = dc_{t+1} + dh·o·(1 − tanh²(c)).
-        gates, k, scratch, dc = self._gates[t], self._k, self._scratch, self._dc
-        o, i, f, g = gates
-        tanh_c = self._tanh_cells[t]
-        xp.subtract(1.0, gates, out=k)  # a(1 − a) on all blocks, one pass each
-        k *= gates
-        k[0] *= tanh_c
-        k[1] *= g
-        k[2] *= self._cells[t]
-        k_g = k[3]
-        xp.multiply(g, g, out=k_g)
-        xp.subtract(1.0, k_g, out=k_g)
-        k_g *= i
+        # dL/dpre = [dh·k_o, dc·k_i, dc·k_f, dc·k_g] with dc = dc_{t+1}·f_{t+1} + dh·k_c.
+        k, scratch, dc = self._k[t], self._scratch, self._dc
         xp.multiply(dh, k[0], out=d_in[0])
-        xp.multiply(tanh_c, tanh_c, out=scratch)
-        xp.subtract(1.0, scratch, out=scratch)
-        scratch *= o
-        scratch *= dh
+        xp.multiply(dh, k[4], out=scratch)
         dc += scratch
-        xp.multiply(dc, k[1:], out=d_in[1:])
-        dc *= f
+        xp.multiply(dc, k[1:4], out=d_in[1:])
+        dc *= self._gates[t, 2]
 
 
 class GRU(Recurrent):
@@ -503,45 +502,62 @@ class GRU(Recurrent):
     recurrent_biases: Any
 
     def _prepare_weights(self) -> None:
-        super()._prepare_weights()
-        c = self.recurrent_biases
-        units = self.units
-        # c_r and c_z add to the input projection (negated like b_r, b_z; the scaled
-        # bias is a copy); c_n sits inside r ⊙ (h U_n + c_n).
-        self._scaled_b[: 2 * units] -= c[: 2 * units]
-        self._c_n = c[2 * units :].reshape(units, 1)
+        # The n block needs h U_n + c_n apart from the input side, so the two sides are
+        # two products: ``[b; W]ᵀ`` on [1; x_t] for all steps before the loop, and
+        # ``[U; c]ᵀ`` on [h_t; 1] each step (r and z negated for the exp of the sigmoid).
+        w, u, b = self._internal_weights()
+        self._weights_w, self._weights_u = w, u
+        scale = self._scale(w.dtype)
+        inputs = xp.concatenate([b.reshape(1, -1), w], axis=0) * scale
+        recurrent = xp.concatenate([u, self.recurrent_biases.reshape(1, -1)], axis=0) * scale
+        self._input_weights_t = xp.ascontiguousarray(inputs.T)
+        self._step_weights = xp.ascontiguousarray(recurrent.T)
 
-    def _begin(self, n: int, steps: int, dtype: Any) -> None:
-        units = self.units
-        self._h_n = self._buffer("h_n", (steps, units, n), dtype)  # (h U_n + c_n)ᵀ
-        self._product = self._buffer("product", (3, units, n), dtype)
-        self._scratch = self._buffer("scratch", (units, n), dtype)
+    def _begin(self, operands: Any, pre: Any) -> None:
+        steps, _, units, n = pre.shape
+        xp.matmul(
+            self._input_weights_t,
+            operands[units:, :steps].transpose(1, 0, 2),
+            out=pre.reshape(steps, 3 * units, n),
+        )
+        # (h U + c)ᵀ of every step: its n block is kept for the backward pass.
+        self._products = self._buffer("products", pre.shape, pre.dtype)
+        self._scratch = self._buffer("scratch", (units, n), pre.dtype)
 
-    def _step(self, t: int, pre: Any, h_prev: Any, h: Any) -> None:
-        h_n = self._h_n[t]
-        if t:
-            product = self._product
-            xp.matmul(self._scaled_ut, h_prev, out=product.reshape(-1, product.shape[2]))
-            pre[:2] += product[:2]
-            xp.add(product[2], self._c_n, out=h_n)
-        else:
-            h_n[...] = self._c_n
+    def _step(self, t: int, operands: Any, pre: Any, h: Any) -> None:
+        units = self.units
+        product = self._products[t]
+        xp.matmul(self._step_weights, operands[: units + 1], out=product.reshape(-1, h.shape[1]))
+        pre[:2] += product[:2]
         _sigmoid_of_negated(pre[:2])
         r, z, n = pre
-        xp.multiply(r, h_n, out=self._scratch)
+        xp.multiply(r, product[2], out=self._scratch)
         n += self._scratch
         xp.tanh(n, out=n)
-        xp.subtract(h_prev, n, out=h)
+        xp.subtract(operands[:units], n, out=h)
         h *= z
         h += n
 
-    def _begin_backward(self, steps: int, n: int, dtype: Any) -> None:
+    def _begin_backward(self, operands: Any, steps: int) -> None:
+        # Step-independent factors for all steps at once: with the blocks r, z, n,
+        # k_r = (h U_n + c_n)·r(1−r), k_z = (h_{t−1} − n)·z(1−z), k_n = (1−z)(1−n²).
         units = self.units
-        self._gates = self._buffer("gates", (steps, 3, units, n), dtype)
-        self._hidden = self._buffer("hidden", (steps + 1, units, n), dtype)
-        self._h_n = self._buffer("h_n", (steps, units, n), dtype)
-        self._k = self._buffer("k", (3, units, n), dtype)
-        self._scratch = self._buffer("scratch", (units, n), dtype)
+        n, dtype = self.input.shape[0], self.output.dtype
+        gates = self._gates = self._buffer("gates", (steps, 3, units, n), dtype)
+        products = self._buffer("products", (steps, 3, units, n), dtype)
+        k = self._k = self._buffer("k", (steps, 3, units, n), dtype)
+        xp.subtract(1.0, gates[:, :2], out=k[:, :2])
+        k[:, :2] *= gates[:, :2]
+        k[:, 0] *= products[:, 2]
+        k_z = k[:, 1]
+        scratch = self._buffer("h_minus_n", (steps, units, n), dtype)
+        xp.subtract(operands[:units, :steps].transpose(1, 0, 2), gates[:, 2], out=scratch)
+        k_z *= scratch
+        k_n = k[:, 2]
+        xp.multiply(gates[:, 2], gates[:, 2], out=k_n)
+        xp.subtract(1.0, k_n, out=k_n)
+        xp.subtract(1.0, gates[:, 1], out=scratch)
+        k_n *= scratch
         self._through_z = self._buffer("through_z", (units, n), dtype)
 
     def _recurrent_gradient_buffer(self, d_in: Any) -> Any:
@@ -552,23 +568,11 @@ class GRU(Recurrent):
         dh += self._through_z
 
     def _step_backward(self, t: int, dh: Any, d_in: Any, d_rec: Any) -> None:
-        # dL/dn_pre = dh·(1−z)(1−n²), dL/dz_pre = dh·(h_{t−1} − n)·z(1−z),
-        # dL/dr_pre = dL/dn_pre · (h U_n + c_n)·r(1−r).
-        gates, k = self._gates[t], self._k
-        r, z, new = gates
-        k_r, k_z, k_n = k
-        xp.subtract(1.0, gates[:2], out=k[:2])
-        k[:2] *= gates[:2]
-        k_r *= self._h_n[t]
-        xp.multiply(new, new, out=k_n)
-        xp.subtract(1.0, k_n, out=k_n)
-        scratch = self._scratch
-        xp.subtract(1.0, z, out=scratch)
-        k_n *= scratch
-        xp.subtract(self._hidden[t], new, out=scratch)
-        k_z *= scratch
+        # dL/dn_pre = dh·k_n, dL/dz_pre = dh·k_z, dL/dr_pre = dL/dn_pre·k_r; the
+        # recurrent side's n block is dL/dn_pre·r.
+        k, gates = self._k[t], self._gates[t]
         xp.multiply(dh, k[1:], out=d_in[1:])
-        xp.multiply(d_in[2], k_r, out=d_in[0])
+        xp.multiply(d_in[2], k[0], out=d_in[0])
         d_rec[:2] = d_in[:2]
-        xp.multiply(d_in[2], r, out=d_rec[2])
-        xp.multiply(dh, z, out=self._through_z)  # h_{t-1} -> h_t through z
+        xp.multiply(d_in[2], gates[0], out=d_rec[2])
+        xp.multiply(dh, gates[1], out=self._through_z)  # h_{t-1} -> h_t through z
