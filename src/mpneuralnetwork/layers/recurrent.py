@@ -213,30 +213,27 @@ class Recurrent(Layer):
         dtype = self.output.dtype
         units, width = self.units, self.gates * self.units
         operands = self._buffer("operands", (units + 1 + features, steps + 1, n), dtype)
-        # Gate-major, time inside: the gradients of all steps form one (G·units, T·N)
-        # matrix for the products after the loop, and a step's (G·units, N) block
-        # (rows of N contiguous values) is still one operand of BLAS.
-        d_in = self._buffer("d_in", (self.gates, units, steps, n), dtype)
+        d_in = self._buffer("d_in", (steps, self.gates, units, n), dtype)
         d_rec = self._recurrent_gradient_buffer(d_in)
-        d_rec_steps = d_rec.reshape(width, steps, n)
         self._begin_backward(operands, steps)
         dh = self._buffer("dh", (units, n), dtype)
         step_g = xp.ascontiguousarray(g.transpose(1, 2, 0)) if self.return_sequences else None
-        u_back = self._weights_u  # (units, G·units), the unscaled internal order
+        u_back = self._reorder(self.recurrent_weights, self._order)  # (units, G·units)
         for t in range(steps - 1, -1, -1):
             if t == steps - 1:
                 dh[...] = step_g[t] if step_g is not None else g.T
             else:
-                xp.matmul(u_back, d_rec_steps[:, t + 1], out=dh)
+                xp.matmul(u_back, d_rec[t + 1].reshape(width, n), out=dh)
                 self._carry(dh)
                 if step_g is not None:
                     dh += step_g[t]
-            self._step_backward(t, dh, d_in[:, :, t], d_rec[:, :, t])
-        # One product per side over all (step, sample) pairs: rows [h; 1; x] against the
-        # gradients give dL/dU, the bias gradient and dL/dW in the parameters' layouts.
+            self._step_backward(t, dh, d_in[t], d_rec[t])
+        # One product per side over all (step, sample) pairs: the operand rows [h; 1; x]
+        # against the gradients give dL/dU, the bias gradient and dL/dW, in the
+        # parameters' layouts. The gradients are copied once to (G·units, T·N) for it.
         rows = steps * n
         z = operands[:, :steps].reshape(-1, rows)
-        d_cols = d_in.reshape(width, rows)
+        d_cols = self._columns("d_cols", d_in)
         if d_rec is d_in:
             grads = z @ d_cols.T
             self._store("recurrent_weights", grads[:units])
@@ -244,14 +241,15 @@ class Recurrent(Layer):
             self._store("input_weights", grads[units + 1 :])
         else:
             inputs = z[units:] @ d_cols.T
-            recurrent = z[: units + 1] @ d_rec.reshape(width, rows).T
+            recurrent = z[: units + 1] @ self._columns("d_rec_cols", d_rec).T
             self._store("biases", inputs[0])
             self._store("input_weights", inputs[1:])
             self._store("recurrent_weights", recurrent[:units])
             self._store("recurrent_biases", recurrent[units])
         if not self.needs_input_gradient:
             return None
-        dx = (self._weights_w @ d_cols).reshape(features, steps, n)
+        w_back = self._reorder(self.input_weights, self._order)  # (F, G·units)
+        dx = (w_back @ d_cols).reshape(features, steps, n)
         return xp.ascontiguousarray(dx.transpose(2, 1, 0))
 
     # ------------------------------------------------------- hooks of the cells
@@ -290,6 +288,8 @@ class Recurrent(Layer):
         Whole blocks move (contiguous runs of ``units`` values), which is far
         cheaper than gathering G·units separate columns.
         """
+        if order == tuple(range(self.gates)):
+            return a
         blocks = a.reshape(*a.shape[:-1], self.gates, self.units)
         return xp.concatenate([blocks[..., k, :] for k in order], axis=-1)
 
@@ -299,24 +299,40 @@ class Recurrent(Layer):
         scale[: self._sigmoid_blocks * self.units] = -1.0
         return scale
 
-    def _internal_weights(self) -> tuple[Any, Any, Any]:
-        """W, U and b with their gate blocks in the internal order (the arrays themselves
-        when the orders agree)."""
-        w, u, b = self.input_weights, self.recurrent_weights, self.biases
-        if self._order == tuple(range(self.gates)):
-            return w, u, b
-        order = self._order
-        return self._reorder(w, order), self._reorder(u, order), self._reorder(b, order)
+    def _stack(self, name: str, parts: list[Any]) -> Any:
+        """``parts`` (rows × G·units each) stacked into a kept buffer, gate blocks in the
+        internal order and scaled by `_scale`: the transpose of a step's weights."""
+        rows = sum(part.shape[0] for part in parts)
+        width = self.gates * self.units
+        stacked = self._buffer(name, (rows, width), parts[0].dtype)
+        blocks = stacked.reshape(rows, self.gates, self.units)
+        order = list(self._order)
+        start = 0
+        for part in parts:
+            part_blocks = part.reshape(part.shape[0], self.gates, self.units)
+            if order == sorted(order):
+                blocks[start : start + part.shape[0]] = part_blocks
+            else:
+                blocks[start : start + part.shape[0]] = part_blocks[:, order]
+            start += part.shape[0]
+        if self._sigmoid_blocks:
+            stacked *= self._scale(stacked.dtype)
+        return stacked
 
     def _prepare_weights(self) -> None:
-        """The internal-order W and U of the backward pass, and the scaled
-        ``[U; b; W]ᵀ`` (G·units, units + 1 + F) that multiplies a step's operands."""
-        w, u, b = self._internal_weights()
-        self._weights_w, self._weights_u = w, u
-        stacked = xp.concatenate([u, b.reshape(1, -1), w], axis=0)
-        if self._sigmoid_blocks:
-            stacked = stacked * self._scale(w.dtype)
-        self._step_weights = xp.ascontiguousarray(stacked.T)
+        """``[U; b; W]`` (units + 1 + F, G·units), which a step's operands [h; 1; x]
+        meet: its transpose (a view, which BLAS reads as such) is the step's matrix."""
+        biases = self.biases.reshape(1, -1)
+        stacked = self._stack("step_weights", [self.recurrent_weights, biases, self.input_weights])
+        self._step_weights = stacked.T
+
+    def _columns(self, name: str, per_step: Any) -> Any:
+        """(T, G, units, N) per-step gradients copied side by side into (G·units, T·N)."""
+        steps, _, _, n = per_step.shape
+        width = self.gates * self.units
+        columns = self._buffer(name, (width, steps, n), per_step.dtype)
+        columns[...] = per_step.reshape(steps, width, n).transpose(1, 0, 2)
+        return columns.reshape(width, steps * n)
 
     def _store(self, name: str, internal: Any) -> None:
         """Write a gradient computed in the internal block order into ``{name}_gradient``."""
@@ -362,7 +378,7 @@ def _sigmoid_of_negated(a: Any) -> None:
     """``a ← 1 / (1 + exp(a))`` in place: σ(z) of the negated pre-activations a = −z."""
     xp.exp(a, out=a)
     a += 1.0
-    xp.reciprocal(a, out=a)
+    xp.divide(1.0, a, out=a)  # faster than xp.reciprocal in NumPy
 
 
 def _orthogonal(size: int) -> Any:
@@ -386,13 +402,13 @@ class SimpleRNN(Recurrent):
 
     def _begin_backward(self, operands: Any, steps: int) -> None:
         # tanh' = 1 − h_t² for all steps at once (h_t is block t + 1 of the operands).
-        hidden = operands[: self.units, 1:]
+        hidden = operands[: self.units, 1:].transpose(1, 0, 2)
         slope = self._slope = self._buffer("slope", hidden.shape, hidden.dtype)
         xp.multiply(hidden, hidden, out=slope)
         xp.subtract(1.0, slope, out=slope)
 
     def _step_backward(self, t: int, dh: Any, d_in: Any, d_rec: Any) -> None:
-        xp.multiply(dh, self._slope[:, t], out=d_in[0])
+        xp.multiply(dh, self._slope[t], out=d_in[0])
 
 
 class LSTM(Recurrent):
@@ -505,13 +521,12 @@ class GRU(Recurrent):
         # The n block needs h U_n + c_n apart from the input side, so the two sides are
         # two products: ``[b; W]ᵀ`` on [1; x_t] for all steps before the loop, and
         # ``[U; c]ᵀ`` on [h_t; 1] each step (r and z negated for the exp of the sigmoid).
-        w, u, b = self._internal_weights()
-        self._weights_w, self._weights_u = w, u
-        scale = self._scale(w.dtype)
-        inputs = xp.concatenate([b.reshape(1, -1), w], axis=0) * scale
-        recurrent = xp.concatenate([u, self.recurrent_biases.reshape(1, -1)], axis=0) * scale
-        self._input_weights_t = xp.ascontiguousarray(inputs.T)
-        self._step_weights = xp.ascontiguousarray(recurrent.T)
+        biases = self.biases.reshape(1, -1)
+        recurrent_biases = self.recurrent_biases.reshape(1, -1)
+        self._input_weights_t = self._stack("input_weights_t", [biases, self.input_weights]).T
+        self._step_weights = self._stack(
+            "step_weights", [self.recurrent_weights, recurrent_biases]
+        ).T
 
     def _begin(self, operands: Any, pre: Any) -> None:
         steps, _, units, n = pre.shape
