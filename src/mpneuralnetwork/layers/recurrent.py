@@ -64,8 +64,9 @@ class Recurrent(Layer):
     gates: ClassVar[int] = 1
     #: The parameter blocks in the cell's internal order.
     _order: ClassVar[tuple[int, ...]] = (0,)
-    #: How many leading internal blocks go through a sigmoid.
-    _sigmoid_blocks: ClassVar[int] = 0
+    #: The factor of each internal block in the step's weights: a step computes σ(z)
+    #: from exp(−z) (factor −1) and tanh(z) = 2σ(2z) − 1 from exp(−2z) (factor −2).
+    _block_scales: ClassVar[tuple[float, ...]] = (-2.0,)
     #: The parameter names, in the order of ``params``.
     _param_names: ClassVar[tuple[str, ...]] = ("input_weights", "recurrent_weights", "biases")
 
@@ -293,12 +294,6 @@ class Recurrent(Layer):
         blocks = a.reshape(*a.shape[:-1], self.gates, self.units)
         return xp.concatenate([blocks[..., k, :] for k in order], axis=-1)
 
-    def _scale(self, dtype: Any) -> Any:
-        """−1 on the sigmoid columns (their steps compute exp(−z) first), 1 elsewhere."""
-        scale = xp.ones(self.gates * self.units, dtype=dtype)
-        scale[: self._sigmoid_blocks * self.units] = -1.0
-        return scale
-
     def _stack(self, name: str, parts: list[Any]) -> Any:
         """``parts`` (rows × G·units each) stacked into a kept buffer, gate blocks in the
         internal order and scaled by `_scale`: the transpose of a step's weights."""
@@ -315,8 +310,8 @@ class Recurrent(Layer):
             else:
                 blocks[start : start + part.shape[0]] = part_blocks[:, order]
             start += part.shape[0]
-        if self._sigmoid_blocks:
-            stacked *= self._scale(stacked.dtype)
+        scales = xp.asarray(self._block_scales, dtype=stacked.dtype).reshape(-1, 1)
+        blocks *= scales
         return stacked
 
     def _prepare_weights(self) -> None:
@@ -381,6 +376,17 @@ def _sigmoid_of_negated(a: Any) -> None:
     xp.divide(1.0, a, out=a)  # faster than xp.reciprocal in NumPy
 
 
+def _tanh_of_scaled(a: Any, out: Any) -> None:
+    """``out ← 2 / (1 + exp(a)) − 1``: tanh(z) of a = −2z, through ``a`` (overwritten).
+
+    NumPy's float32 exp costs about half its tanh, and the extra passes are cheap.
+    """
+    xp.exp(a, out=a)
+    a += 1.0
+    xp.divide(2.0, a, out=a)
+    xp.subtract(a, 1.0, out=out)
+
+
 def _orthogonal(size: int) -> Any:
     """A (size, size) orthogonal matrix: Q of the QR of a normal draw, signs fixed by R."""
     q, r = xp.linalg.qr(xp.random.standard_normal((size, size)))
@@ -398,7 +404,7 @@ class SimpleRNN(Recurrent):
     def _step(self, t: int, operands: Any, pre: Any, h: Any) -> None:
         z = pre[0]
         xp.matmul(self._step_weights, operands, out=z)
-        xp.tanh(z, out=h)
+        _tanh_of_scaled(z, h)
 
     def _begin_backward(self, operands: Any, steps: int) -> None:
         # tanh' = 1 − h_t² for all steps at once (h_t is block t + 1 of the operands).
@@ -426,19 +432,14 @@ class LSTM(Recurrent):
     # Internal order o, i, f, g: the sigmoid gates o, i, f are contiguous in the
     # forward pass, and i, f, g (the gates scaled by dL/dc) are in the backward pass.
     _order = (3, 0, 1, 2)
-    _sigmoid_blocks = 3
+    # g = tanh(z) = 2σ(2z) − 1: with −2 folded into its block, all four gates go
+    # through one exp over the whole contiguous (4, units, N) step.
+    _block_scales = (-1.0, -1.0, -1.0, -2.0)
 
     def _initial_biases(self) -> Any:
         biases = xp.zeros(4 * self.units)
         biases[self.units : 2 * self.units] = 1.0  # forget gate: remember by default
         return biases
-
-    def _scale(self, dtype: Any) -> Any:
-        # g = tanh(z) = 2σ(2z) − 1: with −2 folded into its block, all four gates go
-        # through one exp over the whole contiguous (4, units, N) step.
-        scale = super()._scale(dtype)
-        scale[3 * self.units :] = -2.0
-        return scale
 
     def _begin(self, operands: Any, pre: Any) -> None:
         steps, _, units, n = pre.shape
@@ -449,18 +450,25 @@ class LSTM(Recurrent):
         self._scratch = self._buffer("scratch", (units, n), pre.dtype)
 
     def _step(self, t: int, operands: Any, pre: Any, h: Any) -> None:
-        xp.matmul(self._step_weights, operands, out=self._gates_flat[t])
-        _sigmoid_of_negated(pre)
-        o, i, f, g = pre
-        g *= 2.0
-        g -= 1.0
+        units = self.units
+        if t:
+            xp.matmul(self._step_weights, operands, out=self._gates_flat[t])
+        else:  # h_0 = 0: only the rows [1; x_0] count
+            xp.matmul(self._step_weights[:, units:], operands[units:], out=self._gates_flat[t])
+        xp.exp(pre, out=pre)
+        pre += 1.0
+        sigmoids, g = pre[:3], pre[3]
+        xp.divide(1.0, sigmoids, out=sigmoids)  # o, i, f = σ(z)
+        xp.divide(2.0, g, out=g)
+        g -= 1.0  # g = 2σ(2z) − 1 = tanh(z)
         c = self._cells[t + 1]
-        xp.multiply(f, self._cells[t], out=c)
-        xp.multiply(i, g, out=self._scratch)
+        xp.multiply(pre[2], self._cells[t], out=c)
+        xp.multiply(pre[1], g, out=self._scratch)
         c += self._scratch
         tanh_c = self._tanh_cells[t]
-        xp.tanh(c, out=tanh_c)
-        xp.multiply(o, tanh_c, out=h)
+        xp.multiply(c, -2.0, out=tanh_c)
+        _tanh_of_scaled(tanh_c, tanh_c)
+        xp.multiply(pre[0], tanh_c, out=h)
 
     def _begin_backward(self, operands: Any, steps: int) -> None:
         # The factors that do not depend on the incoming gradient, for all steps at once
@@ -512,7 +520,7 @@ class GRU(Recurrent):
 
     gates = 3
     _order = (0, 1, 2)
-    _sigmoid_blocks = 2
+    _block_scales = (-1.0, -1.0, 1.0)
     _param_names = ("input_weights", "recurrent_weights", "biases", "recurrent_biases")
 
     recurrent_biases: Any
@@ -548,7 +556,8 @@ class GRU(Recurrent):
         r, z, n = pre
         xp.multiply(r, product[2], out=self._scratch)
         n += self._scratch
-        xp.tanh(n, out=n)
+        n *= -2.0
+        _tanh_of_scaled(n, n)
         xp.subtract(operands[:units], n, out=h)
         h *= z
         h += n
