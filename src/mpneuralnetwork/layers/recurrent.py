@@ -220,38 +220,56 @@ class Recurrent(Layer):
         dh = self._buffer("dh", (units, n), dtype)
         step_g = xp.ascontiguousarray(g.transpose(1, 2, 0)) if self.return_sequences else None
         u_back = self._reorder(self.recurrent_weights, self._order)  # (units, G·units)
-        for t in range(steps - 1, -1, -1):
-            if t == steps - 1:
-                dh[...] = step_g[t] if step_g is not None else g.T
+        # ``[U; b; W]``-shaped sums (and for GRU the input side's ``[b; W]`` apart).
+        rows = units + 1 + features if d_rec is d_in else units + 1
+        grads = self._buffer("grads", (rows, width), dtype)
+        input_grads = self._buffer("input_grads", (1 + features, width), dtype)
+        dx = None
+        if self.needs_input_gradient:
+            dx = xp.empty((n, steps, features), dtype=dtype)
+            w_back = self._reorder(self.input_weights, self._order)  # (F, G·units)
+        # The steps go backwards in chunks of a few: a chunk's step-independent factors
+        # are computed just before its steps and its gradient products just after, while
+        # its arrays are still in the cache.
+        chunks = -(-steps // _CHUNK_STEPS)
+        size = -(-steps // chunks)
+        for hi in range(steps, 0, -size):
+            lo = max(0, hi - size)
+            self._chunk_factors(operands, lo, hi)
+            for t in range(hi - 1, lo - 1, -1):
+                if t == steps - 1:
+                    dh[...] = step_g[t] if step_g is not None else g.T
+                else:
+                    xp.matmul(u_back, d_rec[t + 1].reshape(width, n), out=dh)
+                    self._carry(dh)
+                    if step_g is not None:
+                        dh += step_g[t]
+                self._step_backward(t, dh, d_in[t], d_rec[t])
+            # The operand rows [h; 1; x] of the chunk's steps against their gradients
+            # (copied side by side, (G·units, steps·N)) add to dL/dU, the bias gradient
+            # and dL/dW, already in the parameters' layouts.
+            z = operands[:, lo:hi].reshape(-1, (hi - lo) * n)
+            d_cols = self._columns("d_cols", d_in[lo:hi])
+            first = hi == steps
+            if d_rec is d_in:
+                _accumulate(z, d_cols, grads, first, self._buffer("product", grads.shape, dtype))
             else:
-                xp.matmul(u_back, d_rec[t + 1].reshape(width, n), out=dh)
-                self._carry(dh)
-                if step_g is not None:
-                    dh += step_g[t]
-            self._step_backward(t, dh, d_in[t], d_rec[t])
-        # One product per side over all (step, sample) pairs: the operand rows [h; 1; x]
-        # against the gradients give dL/dU, the bias gradient and dL/dW, in the
-        # parameters' layouts. The gradients are copied once to (G·units, T·N) for it.
-        rows = steps * n
-        z = operands[:, :steps].reshape(-1, rows)
-        d_cols = self._columns("d_cols", d_in)
+                d_rec_cols = self._columns("d_rec_cols", d_rec[lo:hi])
+                product = self._buffer("product", grads.shape, dtype)
+                _accumulate(z[: units + 1], d_rec_cols, grads, first, product)
+                product = self._buffer("input_product", input_grads.shape, dtype)
+                _accumulate(z[units:], d_cols, input_grads, first, product)
+            if dx is not None:
+                dx[:, lo:hi] = (w_back @ d_cols).reshape(features, hi - lo, n).transpose(2, 1, 0)
+        self._store("recurrent_weights", grads[:units])
         if d_rec is d_in:
-            grads = z @ d_cols.T
-            self._store("recurrent_weights", grads[:units])
             self._store("biases", grads[units])
             self._store("input_weights", grads[units + 1 :])
         else:
-            inputs = z[units:] @ d_cols.T
-            recurrent = z[: units + 1] @ self._columns("d_rec_cols", d_rec).T
-            self._store("biases", inputs[0])
-            self._store("input_weights", inputs[1:])
-            self._store("recurrent_weights", recurrent[:units])
-            self._store("recurrent_biases", recurrent[units])
-        if not self.needs_input_gradient:
-            return None
-        w_back = self._reorder(self.input_weights, self._order)  # (F, G·units)
-        dx = (w_back @ d_cols).reshape(features, steps, n)
-        return xp.ascontiguousarray(dx.transpose(2, 1, 0))
+            self._store("recurrent_biases", grads[units])
+            self._store("biases", input_grads[0])
+            self._store("input_weights", input_grads[1:])
+        return dx
 
     # ------------------------------------------------------- hooks of the cells
     def _begin(self, operands: Any, pre: Any) -> None:
@@ -268,8 +286,10 @@ class Recurrent(Layer):
         raise NotImplementedError
 
     def _begin_backward(self, operands: Any, steps: int) -> None:
-        """Allocate the cell's backward buffers (and step-independent factors) before the
-        last step."""
+        """Allocate the cell's backward buffers before the last step."""
+
+    def _chunk_factors(self, operands: Any, lo: int, hi: int) -> None:
+        """Compute the step-independent factors of steps ``lo`` to ``hi − 1`` at once."""
 
     def _recurrent_gradient_buffer(self, d_in: Any) -> Any:
         """The buffer of the gradients that multiply U; the input side's by default."""
@@ -325,7 +345,7 @@ class Recurrent(Layer):
         """(T, G, units, N) per-step gradients copied side by side into (G·units, T·N)."""
         steps, _, _, n = per_step.shape
         width = self.gates * self.units
-        columns = self._buffer(name, (width, steps, n), per_step.dtype)
+        columns = self._buffer(f"{name}{steps}", (width, steps, n), per_step.dtype)
         columns[...] = per_step.reshape(steps, width, n).transpose(1, 0, 2)
         return columns.reshape(width, steps * n)
 
@@ -360,6 +380,19 @@ class Recurrent(Layer):
             "return_sequences": self.return_sequences,
             "initialization": self.initialization,
         }
+
+
+#: The backward pass handles at most this many steps at a time (see `Recurrent.backward`).
+_CHUNK_STEPS = 8
+
+
+def _accumulate(z: Any, d_cols: Any, total: Any, first: bool, product: Any) -> None:
+    """``total ← z d_colsᵀ`` when ``first``, else ``total += z d_colsᵀ`` (through ``product``)."""
+    if first:
+        xp.matmul(z, d_cols.T, out=total)
+    else:
+        xp.matmul(z, d_cols.T, out=product)
+        total += product
 
 
 def _overflow_to_zero() -> Any:
@@ -406,15 +439,16 @@ class SimpleRNN(Recurrent):
         xp.matmul(self._step_weights, operands, out=z)
         _tanh_of_scaled(z, h)
 
-    def _begin_backward(self, operands: Any, steps: int) -> None:
-        # tanh' = 1 − h_t² for all steps at once (h_t is block t + 1 of the operands).
-        hidden = operands[: self.units, 1:].transpose(1, 0, 2)
-        slope = self._slope = self._buffer("slope", hidden.shape, hidden.dtype)
+    def _chunk_factors(self, operands: Any, lo: int, hi: int) -> None:
+        # tanh' = 1 − h_t² (h_t is block t + 1 of the operands).
+        hidden = operands[: self.units, lo + 1 : hi + 1].transpose(1, 0, 2)
+        slope = self._slope = self._buffer(f"slope{hi - lo}", hidden.shape, hidden.dtype)
         xp.multiply(hidden, hidden, out=slope)
         xp.subtract(1.0, slope, out=slope)
+        self._lo = lo
 
     def _step_backward(self, t: int, dh: Any, d_in: Any, d_rec: Any) -> None:
-        xp.multiply(dh, self._slope[t], out=d_in[0])
+        xp.multiply(dh, self._slope[t - self._lo], out=d_in[0])
 
 
 class LSTM(Recurrent):
@@ -471,34 +505,38 @@ class LSTM(Recurrent):
         xp.multiply(pre[0], tanh_c, out=h)
 
     def _begin_backward(self, operands: Any, steps: int) -> None:
-        # The factors that do not depend on the incoming gradient, for all steps at once
-        # (a few large passes instead of many small ones): with the blocks o, i, f, g,
-        # k_o = tanh(c)·o(1−o), k_i = g·i(1−i), k_f = c_{t−1}·f(1−f), k_g = i·(1−g²),
-        # and k_c = o·(1 − tanh²(c)), the path from h_t to c_t.
         units = self.units
         n, dtype = self.input.shape[0], self.output.dtype
-        gates = self._gates = self._buffer("gates", (steps, 4, units, n), dtype)
-        cells = self._cells = self._buffer("cells", (steps + 1, units, n), dtype)
-        tanh_c = self._buffer("tanh_cells", (steps, units, n), dtype)
-        k = self._k = self._buffer("k", (steps, 5, units, n), dtype)
+        self._gates = self._buffer("gates", (steps, 4, units, n), dtype)
+        self._cells = self._buffer("cells", (steps + 1, units, n), dtype)
+        self._tanh_cells = self._buffer("tanh_cells", (steps, units, n), dtype)
+        self._scratch = self._buffer("scratch", (units, n), dtype)
+        self._dc = self._buffer("dc", (units, n), dtype)  # dL/dc_t, carried backwards
+        self._dc[...] = 0.0
+
+    def _chunk_factors(self, operands: Any, lo: int, hi: int) -> None:
+        # The factors that do not depend on the incoming gradient, for several steps at
+        # once (a few larger passes instead of many small ones): with the blocks o, i, f, g,
+        # k_o = tanh(c)·o(1−o), k_i = g·i(1−i), k_f = c_{t−1}·f(1−f), k_g = i·(1−g²),
+        # and k_c = o·(1 − tanh²(c)), the path from h_t to c_t.
+        gates, tanh_c = self._gates[lo:hi], self._tanh_cells[lo:hi]
+        k = self._k = self._buffer(f"k{hi - lo}", (hi - lo, 5, *gates.shape[2:]), gates.dtype)
+        self._lo = lo
         sig = gates[:, :3]
         xp.subtract(1.0, sig, out=k[:, :3])
         k[:, :3] *= sig
         k[:, 0] *= tanh_c
         k[:, 1] *= gates[:, 3]
-        k[:, 2] *= cells[:steps]
+        k[:, 2] *= self._cells[lo:hi]
         for block, square, factor in ((3, gates[:, 3], gates[:, 1]), (4, tanh_c, gates[:, 0])):
             kb = k[:, block]
             xp.multiply(square, square, out=kb)
             xp.subtract(1.0, kb, out=kb)
             kb *= factor
-        self._scratch = self._buffer("scratch", (units, n), dtype)
-        self._dc = self._buffer("dc", (units, n), dtype)  # dL/dc_t, carried backwards
-        self._dc[...] = 0.0
 
     def _step_backward(self, t: int, dh: Any, d_in: Any, d_rec: Any) -> None:
         # dL/dpre = [dh·k_o, dc·k_i, dc·k_f, dc·k_g] with dc = dc_{t+1}·f_{t+1} + dh·k_c.
-        k, scratch, dc = self._k[t], self._scratch, self._dc
+        k, scratch, dc = self._k[t - self._lo], self._scratch, self._dc
         xp.multiply(dh, k[0], out=d_in[0])
         xp.multiply(dh, k[4], out=scratch)
         dc += scratch
@@ -563,26 +601,30 @@ class GRU(Recurrent):
         h += n
 
     def _begin_backward(self, operands: Any, steps: int) -> None:
-        # Step-independent factors for all steps at once: with the blocks r, z, n,
-        # k_r = (h U_n + c_n)·r(1−r), k_z = (h_{t−1} − n)·z(1−z), k_n = (1−z)(1−n²).
         units = self.units
         n, dtype = self.input.shape[0], self.output.dtype
-        gates = self._gates = self._buffer("gates", (steps, 3, units, n), dtype)
-        products = self._buffer("products", (steps, 3, units, n), dtype)
-        k = self._k = self._buffer("k", (steps, 3, units, n), dtype)
+        self._gates = self._buffer("gates", (steps, 3, units, n), dtype)
+        self._products = self._buffer("products", (steps, 3, units, n), dtype)
+        self._through_z = self._buffer("through_z", (units, n), dtype)
+
+    def _chunk_factors(self, operands: Any, lo: int, hi: int) -> None:
+        # Step-independent factors of several steps at once: with the blocks r, z, n,
+        # k_r = (h U_n + c_n)·r(1−r), k_z = (h_{t−1} − n)·z(1−z), k_n = (1−z)(1−n²).
+        gates = self._gates[lo:hi]
+        k = self._k = self._buffer(f"k{hi - lo}", gates.shape, gates.dtype)
+        self._lo = lo
         xp.subtract(1.0, gates[:, :2], out=k[:, :2])
         k[:, :2] *= gates[:, :2]
-        k[:, 0] *= products[:, 2]
+        k[:, 0] *= self._products[lo:hi, 2]
         k_z = k[:, 1]
-        scratch = self._buffer("h_minus_n", (steps, units, n), dtype)
-        xp.subtract(operands[:units, :steps].transpose(1, 0, 2), gates[:, 2], out=scratch)
+        scratch = self._buffer(f"h_minus_n{hi - lo}", k_z.shape, k.dtype)
+        xp.subtract(operands[: self.units, lo:hi].transpose(1, 0, 2), gates[:, 2], out=scratch)
         k_z *= scratch
         k_n = k[:, 2]
         xp.multiply(gates[:, 2], gates[:, 2], out=k_n)
         xp.subtract(1.0, k_n, out=k_n)
         xp.subtract(1.0, gates[:, 1], out=scratch)
         k_n *= scratch
-        self._through_z = self._buffer("through_z", (units, n), dtype)
 
     def _recurrent_gradient_buffer(self, d_in: Any) -> Any:
         # The n block of the product h U differs from the input side's: it is scaled by r.
@@ -594,7 +636,7 @@ class GRU(Recurrent):
     def _step_backward(self, t: int, dh: Any, d_in: Any, d_rec: Any) -> None:
         # dL/dn_pre = dh·k_n, dL/dz_pre = dh·k_z, dL/dr_pre = dL/dn_pre·k_r; the
         # recurrent side's n block is dL/dn_pre·r.
-        k, gates = self._k[t], self._gates[t]
+        k, gates = self._k[t - self._lo], self._gates[t]
         xp.multiply(dh, k[1:], out=d_in[1:])
         xp.multiply(d_in[2], k[0], out=d_in[0])
         d_rec[:2] = d_in[:2]
