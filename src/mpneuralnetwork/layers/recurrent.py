@@ -187,23 +187,22 @@ class Recurrent(Layer):
         n, steps, features = x.shape
         units = self.units
         self._prepare_weights()
-        # The operands of every step side by side, (units + 1 + F, T + 1, N): block t is
-        # [h_t; 1; x_t] (h_0 = 0), which step t multiplies, and step t writes h_{t+1}
-        # into block t + 1. Over all steps the blocks form one (units + 1 + F, T·N)
-        # matrix, which the weight gradients contract in a single product.
-        operands = self._buffer("operands", (units + 1 + features, steps + 1, n), dtype)
-        operands[:units, 0] = 0.0
-        operands[units] = 1.0
-        operands[units + 1 :, :steps] = x.transpose(2, 1, 0)
+        # The operands of every step, (T + 1, units + 1 + F, N): block t is the contiguous
+        # [h_t; 1; x_t] (h_0 = 0) that step t multiplies, and step t writes h_{t+1} into
+        # block t + 1; the backward pass contracts them with the gradients.
+        operands = self._buffer("operands", (steps + 1, units + 1 + features, n), dtype)
+        operands[0, :units] = 0.0
+        operands[:, units] = 1.0
+        operands[:steps, units + 1 :] = x.transpose(1, 2, 0)
         pre = self._buffer("gates", (steps, self.gates, units, n), dtype)
         self._begin(operands, pre)
         with _overflow_to_zero():
             for t in range(steps):
-                self._step(t, operands[:, t], pre[t], operands[:units, t + 1])
+                self._step(t, operands[t], pre[t], operands[t + 1, :units])
         if self.return_sequences:
-            out = operands[:units, 1:].transpose(2, 1, 0).copy()
+            out = operands[1:, :units].transpose(2, 0, 1).copy()
         else:
-            out = operands[:units, steps].T.copy()
+            out = operands[steps, :units].T.copy()
         self.output = out
         return out
 
@@ -213,7 +212,7 @@ class Recurrent(Layer):
         n, steps, features = self.input.shape
         dtype = self.output.dtype
         units, width = self.units, self.gates * self.units
-        operands = self._buffer("operands", (units + 1 + features, steps + 1, n), dtype)
+        operands = self._buffer("operands", (steps + 1, units + 1 + features, n), dtype)
         d_in = self._buffer("d_in", (steps, self.gates, units, n), dtype)
         d_rec = self._recurrent_gradient_buffer(d_in)
         self._begin_backward(operands, steps)
@@ -245,16 +244,16 @@ class Recurrent(Layer):
                     if step_g is not None:
                         dh += step_g[t]
                 self._step_backward(t, dh, d_in[t], d_rec[t])
-            # The operand rows [h; 1; x] of the chunk's steps against their gradients
-            # (copied side by side, (G·units, steps·N)) add to dL/dU, the bias gradient
-            # and dL/dW, already in the parameters' layouts.
-            z = operands[:, lo:hi].reshape(-1, (hi - lo) * n)
-            d_cols = self._columns("d_cols", d_in[lo:hi])
+            # The operand rows [h; 1; x] of the chunk's steps against their gradients,
+            # each copied side by side to (rows, steps·N) while still in the cache, add to
+            # dL/dU, the bias gradient and dL/dW, already in the parameters' layouts.
+            z = self._columns("z_cols", operands[lo:hi])
+            d_cols = self._columns("d_cols", d_in[lo:hi].reshape(hi - lo, width, n))
             first = hi == steps
             if d_rec is d_in:
                 _accumulate(z, d_cols, grads, first, self._buffer("product", grads.shape, dtype))
             else:
-                d_rec_cols = self._columns("d_rec_cols", d_rec[lo:hi])
+                d_rec_cols = self._columns("d_rec_cols", d_rec[lo:hi].reshape(hi - lo, width, n))
                 product = self._buffer("product", grads.shape, dtype)
                 _accumulate(z[: units + 1], d_rec_cols, grads, first, product)
                 product = self._buffer("input_product", input_grads.shape, dtype)
@@ -276,7 +275,7 @@ class Recurrent(Layer):
         """Allocate the cell's buffers before the first step.
 
         Args:
-            operands: (units + 1 + F, T + 1, N), block t = [h_t; 1; x_t].
+            operands: (T + 1, units + 1 + F, N), block t = [h_t; 1; x_t].
             pre: (T, G, units, N), the gate buffer the steps fill.
         """
 
@@ -342,12 +341,11 @@ class Recurrent(Layer):
         self._step_weights = stacked.T
 
     def _columns(self, name: str, per_step: Any) -> Any:
-        """(T, G, units, N) per-step gradients copied side by side into (G·units, T·N)."""
-        steps, _, _, n = per_step.shape
-        width = self.gates * self.units
-        columns = self._buffer(f"{name}{steps}", (width, steps, n), per_step.dtype)
-        columns[...] = per_step.reshape(steps, width, n).transpose(1, 0, 2)
-        return columns.reshape(width, steps * n)
+        """(T, rows, N) per-step blocks copied side by side into a kept (rows, T·N)."""
+        steps, rows, n = per_step.shape
+        columns = self._buffer(f"{name}{steps}", (rows, steps, n), per_step.dtype)
+        columns[...] = per_step.transpose(1, 0, 2)
+        return columns.reshape(rows, steps * n)
 
     def _store(self, name: str, internal: Any) -> None:
         """Write a gradient computed in the internal block order into ``{name}_gradient``."""
@@ -441,7 +439,7 @@ class SimpleRNN(Recurrent):
 
     def _chunk_factors(self, operands: Any, lo: int, hi: int) -> None:
         # tanh' = 1 − h_t² (h_t is block t + 1 of the operands).
-        hidden = operands[: self.units, lo + 1 : hi + 1].transpose(1, 0, 2)
+        hidden = operands[lo + 1 : hi + 1, : self.units]
         slope = self._slope = self._buffer(f"slope{hi - lo}", hidden.shape, hidden.dtype)
         xp.multiply(hidden, hidden, out=slope)
         xp.subtract(1.0, slope, out=slope)
@@ -578,7 +576,7 @@ class GRU(Recurrent):
         steps, _, units, n = pre.shape
         xp.matmul(
             self._input_weights_t,
-            operands[units:, :steps].transpose(1, 0, 2),
+            operands[:steps, units:],
             out=pre.reshape(steps, 3 * units, n),
         )
         # (h U + c)ᵀ of every step: its n block is kept for the backward pass.
@@ -618,7 +616,7 @@ class GRU(Recurrent):
         k[:, 0] *= self._products[lo:hi, 2]
         k_z = k[:, 1]
         scratch = self._buffer(f"h_minus_n{hi - lo}", k_z.shape, k.dtype)
-        xp.subtract(operands[: self.units, lo:hi].transpose(1, 0, 2), gates[:, 2], out=scratch)
+        xp.subtract(operands[lo:hi, : self.units], gates[:, 2], out=scratch)
         k_z *= scratch
         k_n = k[:, 2]
         xp.multiply(gates[:, 2], gates[:, 2], out=k_n)
