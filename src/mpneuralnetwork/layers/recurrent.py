@@ -11,20 +11,20 @@ gate pre-activations of a step in the blocks of ``x_t W + h_{t-1} U + b``:
 
 How the work is laid out (see the Internals page on backpropagation through time):
 
-- every per-step quantity is stored time-major and feature-major, (T, G, units, N):
-  a gate of a step is one contiguous (units, N) block, so element-wise passes never
-  stride (the products are computed transposed, ``Wᵀ x_tᵀ`` and ``Uᵀ h_{t-1}ᵀ``);
-- the input projection of all time steps is one (batched) matrix product;
-- each step is one product ``Uᵀ h_{t-1}ᵀ`` for all gates at once, then element-wise
-  work on preallocated per-step buffers;
+- everything is computed transposed, feature-major: a gate of a step is one
+  contiguous (units, N) block of a (T, G, units, N) buffer;
+- step t multiplies its operand block [h_t; 1; x_t] (units + 1 + F, N) by a copy of
+  the weights stacked as ``[U; b; W]`` (made once per batch): one product gives all
+  gates, input projection and bias included (GRU, whose n block needs h U_n apart,
+  projects the inputs of all steps first);
 - the cells keep their gates in an internal block order chosen so that the
-  sigmoid gates are contiguous (one pass each), and compute a sigmoid as
-  ``1 / (1 + exp(−z))``, the minus sign folded into a negated copy of the sigmoid
-  columns of the weights (an exp is about twice as fast as a tanh in NumPy); the
-  LSTM's candidate uses tanh(z) = 2σ(2z) − 1 and joins the same pass;
-- backward runs the recurrence only (one product per step) and computes the
-  weight gradients, bias gradients and input gradient afterwards with one
-  product each over all time steps.
+  sigmoid gates are contiguous, and compute σ(z) = 1 / (1 + exp(−z)) and
+  tanh(z) = 2 / (1 + exp(−2z)) − 1, the factors −1 and −2 folded into the stacked
+  weights (an exp is about twice as fast as a tanh in NumPy);
+- backward runs the steps in reverse in chunks of a few: the factors that do not
+  depend on the incoming gradient for a whole chunk first, then one product per
+  step, then one product over the chunk for ``[dL/dU; dL/db; dL/dW]`` and one for
+  dL/dx, while the chunk's arrays are still in the cache.
 """
 
 from __future__ import annotations
@@ -315,7 +315,7 @@ class Recurrent(Layer):
 
     def _stack(self, name: str, parts: list[Any]) -> Any:
         """``parts`` (rows × G·units each) stacked into a kept buffer, gate blocks in the
-        internal order and scaled by `_scale`: the transpose of a step's weights."""
+        internal order and scaled by ``_block_scales``: the transpose of a step's weights."""
         rows = sum(part.shape[0] for part in parts)
         width = self.gates * self.units
         stacked = self._buffer(name, (rows, width), parts[0].dtype)
