@@ -515,22 +515,25 @@ class LSTM(Recurrent):
     def _chunk_factors(self, operands: Any, lo: int, hi: int) -> None:
         # The factors that do not depend on the incoming gradient, for several steps at
         # once (a few larger passes instead of many small ones): with the blocks o, i, f, g,
-        # k_o = tanh(c)·o(1−o), k_i = g·i(1−i), k_f = c_{t−1}·f(1−f), k_g = i·(1−g²),
-        # and k_c = o·(1 − tanh²(c)), the path from h_t to c_t.
+        # k_o = tanh(c)·o(1−o) = h(1−o), k_i = g·i(1−i), k_f = c_{t−1}·f(1−f),
+        # k_g = i·(1−g²), and k_c = o·(1 − tanh²(c)) = o − h·tanh(c), the path from h_t
+        # to c_t (h_t = o·tanh(c_t) is in the operands of step t + 1).
         gates, tanh_c = self._gates[lo:hi], self._tanh_cells[lo:hi]
+        hidden = operands[lo + 1 : hi + 1, : self.units]
         k = self._k = self._buffer(f"k{hi - lo}", (hi - lo, 5, *gates.shape[2:]), gates.dtype)
         self._lo = lo
-        sig = gates[:, :3]
-        xp.subtract(1.0, sig, out=k[:, :3])
-        k[:, :3] *= sig
-        k[:, 0] *= tanh_c
+        xp.subtract(1.0, gates[:, :3], out=k[:, :3])
+        k[:, 0] *= hidden
+        k[:, 1:3] *= gates[:, 1:3]
         k[:, 1] *= gates[:, 3]
         k[:, 2] *= self._cells[lo:hi]
-        for block, square, factor in ((3, gates[:, 3], gates[:, 1]), (4, tanh_c, gates[:, 0])):
-            kb = k[:, block]
-            xp.multiply(square, square, out=kb)
-            xp.subtract(1.0, kb, out=kb)
-            kb *= factor
+        k_g = k[:, 3]
+        xp.multiply(gates[:, 3], gates[:, 3], out=k_g)
+        xp.subtract(1.0, k_g, out=k_g)
+        k_g *= gates[:, 1]
+        k_c = k[:, 4]
+        xp.multiply(hidden, tanh_c, out=k_c)
+        xp.subtract(gates[:, 0], k_c, out=k_c)
 
     def _step_backward(self, t: int, dh: Any, d_in: Any, d_rec: Any) -> None:
         # dL/dpre = [dh·k_o, dc·k_i, dc·k_f, dc·k_g] with dc = dc_{t+1}·f_{t+1} + dh·k_c.
