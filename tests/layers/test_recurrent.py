@@ -110,7 +110,7 @@ def test_forward_matches_torch(cls):
 
 # ============================================================================ gradients
 @pytest.mark.parametrize("cls", LAYERS)
-@pytest.mark.parametrize("steps", [1, 7])
+@pytest.mark.parametrize("steps", [1, 7, 17])  # 17: several chunks of the backward pass
 @pytest.mark.parametrize("return_sequences", [False, True])
 @pytest.mark.parametrize(("n", "units"), [(2, 3), (1, 1)])
 def test_gradients_through_time(cls, steps, return_sequences, n, units):

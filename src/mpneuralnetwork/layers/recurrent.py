@@ -11,20 +11,20 @@ gate pre-activations of a step in the blocks of ``x_t W + h_{t-1} U + b``:
 
 How the work is laid out (see the Internals page on backpropagation through time):
 
-- every per-step quantity is stored time-major and feature-major, (T, G, units, N):
-  a gate of a step is one contiguous (units, N) block, so element-wise passes never
-  stride (the products are computed transposed, ``Wᵀ x_tᵀ`` and ``Uᵀ h_{t-1}ᵀ``);
-- the input projection of all time steps is one (batched) matrix product;
-- each step is one product ``Uᵀ h_{t-1}ᵀ`` for all gates at once, then element-wise
-  work on preallocated per-step buffers;
+- everything is computed transposed, feature-major: a gate of a step is one
+  contiguous (units, N) block of a (T, G, units, N) buffer;
+- step t multiplies its operand block [h_t; 1; x_t] (units + 1 + F, N) by a copy of
+  the weights stacked as ``[U; b; W]`` (made once per batch): one product gives all
+  gates, input projection and bias included (GRU, whose n block needs h U_n apart,
+  projects the inputs of all steps first);
 - the cells keep their gates in an internal block order chosen so that the
-  sigmoid gates are contiguous (one pass each), and compute a sigmoid as
-  ``1 / (1 + exp(−z))``, the minus sign folded into a negated copy of the sigmoid
-  columns of the weights (an exp is about twice as fast as a tanh in NumPy); the
-  LSTM's candidate uses tanh(z) = 2σ(2z) − 1 and joins the same pass;
-- backward runs the recurrence only (one product per step) and computes the
-  weight gradients, bias gradients and input gradient afterwards with one
-  product each over all time steps.
+  sigmoid gates are contiguous, and compute σ(z) = 1 / (1 + exp(−z)) and
+  tanh(z) = 2 / (1 + exp(−2z)) − 1, the factors −1 and −2 folded into the stacked
+  weights (an exp is about twice as fast as a tanh in NumPy);
+- backward runs the steps in reverse in chunks of a few: the factors that do not
+  depend on the incoming gradient for a whole chunk first, then one product per
+  step, then one product over the chunk for ``[dL/dU; dL/db; dL/dW]`` and one for
+  dL/dx, while the chunk's arrays are still in the cache.
 """
 
 from __future__ import annotations
@@ -64,8 +64,9 @@ class Recurrent(Layer):
     gates: ClassVar[int] = 1
     #: The parameter blocks in the cell's internal order.
     _order: ClassVar[tuple[int, ...]] = (0,)
-    #: How many leading internal blocks go through a sigmoid.
-    _sigmoid_blocks: ClassVar[int] = 0
+    #: The factor of each internal block in the step's weights: a step computes σ(z)
+    #: from exp(−z) (factor −1) and tanh(z) = 2σ(2z) − 1 from exp(−2z) (factor −2).
+    _block_scales: ClassVar[tuple[float, ...]] = (-2.0,)
     #: The parameter names, in the order of ``params``.
     _param_names: ClassVar[tuple[str, ...]] = ("input_weights", "recurrent_weights", "biases")
 
@@ -179,31 +180,29 @@ class Recurrent(Layer):
             )
         if self.input_shape is None:
             self.build(tuple(x.shape[1:]))
-        weights = self.input_weights
-        dtype = weights.dtype
+        dtype = self.input_weights.dtype
         if x.dtype != dtype:
             x = x.astype(dtype)
         self.input = x
         n, steps, features = x.shape
-        gates, units = self.gates, self.units
+        units = self.units
         self._prepare_weights()
-        # Time-major and feature-major: step t of a quantity is a contiguous (units, N)
-        # block (one per gate), so that every element-wise pass of a step is contiguous.
-        x_steps = self._buffer("x", (steps, features, n), dtype)
-        x_steps[...] = x.transpose(1, 2, 0)
-        pre = self._buffer("gates", (steps, gates, units, n), dtype)
-        xp.matmul(self._scaled_wt, x_steps, out=pre.reshape(steps, gates * units, n))
-        pre += self._scaled_b.reshape(gates, units, 1)
-        hidden = self._buffer("hidden", (steps + 1, units, n), dtype)
-        hidden[0] = 0.0
-        self._begin(n, steps, dtype)
+        # The operands of every step, (T + 1, units + 1 + F, N): block t is the contiguous
+        # [h_t; 1; x_t] (h_0 = 0) that step t multiplies, and step t writes h_{t+1} into
+        # block t + 1; the backward pass contracts them with the gradients.
+        operands = self._buffer("operands", (steps + 1, units + 1 + features, n), dtype)
+        operands[0, :units] = 0.0
+        operands[:, units] = 1.0
+        operands[:steps, units + 1 :] = x.transpose(1, 2, 0)
+        pre = self._buffer("gates", (steps, self.gates, units, n), dtype)
+        self._begin(operands, pre)
         with _overflow_to_zero():
             for t in range(steps):
-                self._step(t, pre[t], hidden[t], hidden[t + 1])
+                self._step(t, operands[t], pre[t], operands[t + 1, :units])
         if self.return_sequences:
-            out = hidden[1:].transpose(2, 0, 1).copy()
+            out = operands[1:, :units].transpose(2, 0, 1).copy()
         else:
-            out = hidden[steps].T.copy()
+            out = operands[steps, :units].T.copy()
         self.output = out
         return out
 
@@ -213,54 +212,83 @@ class Recurrent(Layer):
         n, steps, features = self.input.shape
         dtype = self.output.dtype
         units, width = self.units, self.gates * self.units
-        self._begin_backward(steps, n, dtype)
+        operands = self._buffer("operands", (steps + 1, units + 1 + features, n), dtype)
         d_in = self._buffer("d_in", (steps, self.gates, units, n), dtype)
         d_rec = self._recurrent_gradient_buffer(d_in)
+        self._begin_backward(operands, steps)
         dh = self._buffer("dh", (units, n), dtype)
         step_g = xp.ascontiguousarray(g.transpose(1, 2, 0)) if self.return_sequences else None
-        u_back = self._weights_u  # (units, G·units), the unscaled internal order
-        for t in range(steps - 1, -1, -1):
-            if t == steps - 1:
-                dh[...] = step_g[t] if step_g is not None else g.T
+        u_back = self._reorder(self.recurrent_weights, self._order)  # (units, G·units)
+        # ``[U; b; W]``-shaped sums (and for GRU the input side's ``[b; W]`` apart).
+        rows = units + 1 + features if d_rec is d_in else units + 1
+        grads = self._buffer("grads", (rows, width), dtype)
+        input_grads = self._buffer("input_grads", (1 + features, width), dtype)
+        dx = None
+        if self.needs_input_gradient:
+            dx = xp.empty((n, steps, features), dtype=dtype)
+            w_back = self._reorder(self.input_weights, self._order)  # (F, G·units)
+        # The steps go backwards in chunks of a few: a chunk's step-independent factors
+        # are computed just before its steps and its gradient products just after, while
+        # its arrays are still in the cache.
+        chunks = -(-steps // _CHUNK_STEPS)
+        size = -(-steps // chunks)
+        for hi in range(steps, 0, -size):
+            lo = max(0, hi - size)
+            self._chunk_factors(operands, lo, hi)
+            for t in range(hi - 1, lo - 1, -1):
+                if t == steps - 1:
+                    dh[...] = step_g[t] if step_g is not None else g.T
+                else:
+                    xp.matmul(u_back, d_rec[t + 1].reshape(width, n), out=dh)
+                    self._carry(dh)
+                    if step_g is not None:
+                        dh += step_g[t]
+                self._step_backward(t, dh, d_in[t], d_rec[t])
+            # The operand rows [h; 1; x] of the chunk's steps against their gradients,
+            # each copied side by side to (rows, steps·N) while still in the cache, add to
+            # dL/dU, the bias gradient and dL/dW, already in the parameters' layouts.
+            z = self._columns("z_cols", operands[lo:hi])
+            d_cols = self._columns("d_cols", d_in[lo:hi].reshape(hi - lo, width, n))
+            first = hi == steps
+            if d_rec is d_in:
+                _accumulate(z, d_cols, grads, first, self._buffer("product", grads.shape, dtype))
             else:
-                xp.matmul(u_back, d_rec[t + 1].reshape(width, n), out=dh)
-                self._carry(dh)
-                if step_g is not None:
-                    dh += step_g[t]
-            self._step_backward(t, dh, d_in[t], d_rec[t])
-        # The products over all steps contract (step, sample) pairs: one copy puts them
-        # side by side, then each gradient is a single large matrix product.
-        rows = steps * n
-        x_cols = self._buffer("x", (steps, features, n), dtype).transpose(1, 0, 2)
-        x_cols = x_cols.reshape(features, rows)
-        d_cols = d_in.reshape(steps, width, n).transpose(1, 0, 2).reshape(width, rows)
-        self._store("input_weights", (d_cols @ x_cols.T).T)
-        self._store("biases", d_cols.sum(axis=1))
-        if d_rec is not d_in:
-            d_cols_rec = d_rec.reshape(steps, width, n).transpose(1, 0, 2).reshape(width, rows)
+                d_rec_cols = self._columns("d_rec_cols", d_rec[lo:hi].reshape(hi - lo, width, n))
+                product = self._buffer("product", grads.shape, dtype)
+                _accumulate(z[: units + 1], d_rec_cols, grads, first, product)
+                product = self._buffer("input_product", input_grads.shape, dtype)
+                _accumulate(z[units:], d_cols, input_grads, first, product)
+            if dx is not None:
+                dx[:, lo:hi] = (w_back @ d_cols).reshape(features, hi - lo, n).transpose(2, 1, 0)
+        self._store("recurrent_weights", grads[:units])
+        if d_rec is d_in:
+            self._store("biases", grads[units])
+            self._store("input_weights", grads[units + 1 :])
         else:
-            d_cols_rec = d_cols
-        # h_0 = 0: the first step adds nothing to the recurrent weights' gradient.
-        hidden = self._buffer("hidden", (steps + 1, units, n), dtype)
-        h_cols = hidden[1:steps].transpose(1, 0, 2).reshape(units, rows - n)
-        self._store("recurrent_weights", (d_cols_rec[:, n:] @ h_cols.T).T)
-        if "recurrent_biases" in self._param_names:
-            self._store("recurrent_biases", d_cols_rec.sum(axis=1))
-        if not self.needs_input_gradient:
-            return None
-        dx = (self._weights_w @ d_cols).reshape(features, steps, n)
-        return xp.ascontiguousarray(dx.transpose(2, 1, 0))
+            self._store("recurrent_biases", grads[units])
+            self._store("biases", input_grads[0])
+            self._store("input_weights", input_grads[1:])
+        return dx
 
     # ------------------------------------------------------- hooks of the cells
-    def _begin(self, n: int, steps: int, dtype: Any) -> None:
-        """Allocate the cell's per-sequence buffers before the first step."""
+    def _begin(self, operands: Any, pre: Any) -> None:
+        """Allocate the cell's buffers before the first step.
 
-    def _step(self, t: int, pre: Any, h_prev: Any, h: Any) -> None:
-        """One step: ``pre`` (G, units, N) holds ``(x_t W + b)ᵀ`` (scaled); write ``h``."""
+        Args:
+            operands: (T + 1, units + 1 + F, N), block t = [h_t; 1; x_t].
+            pre: (T, G, units, N), the gate buffer the steps fill.
+        """
+
+    def _step(self, t: int, operands: Any, pre: Any, h: Any) -> None:
+        """One step: from ``operands`` [h_t; 1; x_t] (units + 1 + F, N), fill the gates
+        ``pre`` (G, units, N) and write the new state ``h`` (units, N)."""
         raise NotImplementedError
 
-    def _begin_backward(self, steps: int, n: int, dtype: Any) -> None:
+    def _begin_backward(self, operands: Any, steps: int) -> None:
         """Allocate the cell's backward buffers before the last step."""
+
+    def _chunk_factors(self, operands: Any, lo: int, hi: int) -> None:
+        """Compute the step-independent factors of steps ``lo`` to ``hi − 1`` at once."""
 
     def _recurrent_gradient_buffer(self, d_in: Any) -> Any:
         """The buffer of the gradients that multiply U; the input side's by default."""
@@ -280,36 +308,44 @@ class Recurrent(Layer):
         Whole blocks move (contiguous runs of ``units`` values), which is far
         cheaper than gathering G·units separate columns.
         """
+        if order == tuple(range(self.gates)):
+            return a
         blocks = a.reshape(*a.shape[:-1], self.gates, self.units)
         return xp.concatenate([blocks[..., k, :] for k in order], axis=-1)
 
-    def _scale(self, dtype: Any) -> Any:
-        """−1 on the sigmoid columns (their steps compute exp(−z) first), 1 elsewhere."""
-        scale = xp.ones(self.gates * self.units, dtype=dtype)
-        scale[: self._sigmoid_blocks * self.units] = -1.0
-        return scale
+    def _stack(self, name: str, parts: list[Any]) -> Any:
+        """``parts`` (rows × G·units each) stacked into a kept buffer, gate blocks in the
+        internal order and scaled by ``_block_scales``: the transpose of a step's weights."""
+        rows = sum(part.shape[0] for part in parts)
+        width = self.gates * self.units
+        stacked = self._buffer(name, (rows, width), parts[0].dtype)
+        blocks = stacked.reshape(rows, self.gates, self.units)
+        order = list(self._order)
+        start = 0
+        for part in parts:
+            part_blocks = part.reshape(part.shape[0], self.gates, self.units)
+            if order == sorted(order):
+                blocks[start : start + part.shape[0]] = part_blocks
+            else:
+                blocks[start : start + part.shape[0]] = part_blocks[:, order]
+            start += part.shape[0]
+        scales = xp.asarray(self._block_scales, dtype=stacked.dtype).reshape(-1, 1)
+        blocks *= scales
+        return stacked
 
     def _prepare_weights(self) -> None:
-        """Internal-order copies of W and U, and the scaled ones the forward steps use."""
-        w = self.input_weights
-        u = self.recurrent_weights
-        b = self.biases
-        if self._order == tuple(range(self.gates)):
-            self._weights_w, self._weights_u, bias = w, u, b
-        else:
-            order = self._order
-            self._weights_w = self._reorder(w, order)
-            self._weights_u = self._reorder(u, order)
-            bias = self._reorder(b, order)
-        # The forward products are Wᵀ x and Uᵀ h (feature-major), on contiguous copies.
-        if self._sigmoid_blocks == 0:
-            scaled_w, scaled_u, self._scaled_b = self._weights_w, self._weights_u, bias
-        else:
-            scale = self._scale(w.dtype)
-            scaled_w, scaled_u = self._weights_w * scale, self._weights_u * scale
-            self._scaled_b = bias * scale
-        self._scaled_wt = xp.ascontiguousarray(scaled_w.T)
-        self._scaled_ut = xp.ascontiguousarray(scaled_u.T)
+        """``[U; b; W]`` (units + 1 + F, G·units), which a step's operands [h; 1; x]
+        meet: its transpose (a view, which BLAS reads as such) is the step's matrix."""
+        biases = self.biases.reshape(1, -1)
+        stacked = self._stack("step_weights", [self.recurrent_weights, biases, self.input_weights])
+        self._step_weights = stacked.T
+
+    def _columns(self, name: str, per_step: Any) -> Any:
+        """(T, rows, N) per-step blocks copied side by side into a kept (rows, T·N)."""
+        steps, rows, n = per_step.shape
+        columns = self._buffer(f"{name}{steps}", (rows, steps, n), per_step.dtype)
+        columns[...] = per_step.transpose(1, 0, 2)
+        return columns.reshape(rows, steps * n)
 
     def _store(self, name: str, internal: Any) -> None:
         """Write a gradient computed in the internal block order into ``{name}_gradient``."""
@@ -344,6 +380,19 @@ class Recurrent(Layer):
         }
 
 
+#: The backward pass handles at most this many steps at a time (see `Recurrent.backward`).
+_CHUNK_STEPS = 8
+
+
+def _accumulate(z: Any, d_cols: Any, total: Any, first: bool, product: Any) -> None:
+    """``total ← z d_colsᵀ`` when ``first``, else ``total += z d_colsᵀ`` (through ``product``)."""
+    if first:
+        xp.matmul(z, d_cols.T, out=total)
+    else:
+        xp.matmul(z, d_cols.T, out=product)
+        total += product
+
+
 def _overflow_to_zero() -> Any:
     """NumPy's overflow warnings off: exp(−z) = inf for z < −88 gives σ(z) = 1/inf = 0, exactly
     the limit (CuPy never warns)."""
@@ -355,7 +404,25 @@ def _sigmoid_of_negated(a: Any) -> None:
     """``a ← 1 / (1 + exp(a))`` in place: σ(z) of the negated pre-activations a = −z."""
     xp.exp(a, out=a)
     a += 1.0
-    xp.reciprocal(a, out=a)
+    xp.divide(1.0, a, out=a)  # faster than xp.reciprocal in NumPy
+
+
+def _tanh_of_scaled(a: Any, out: Any, one: Any = 1.0, two: Any = 2.0) -> None:
+    """``out ← 2 / (1 + exp(a)) − 1``: tanh(z) of a = −2z, through ``a`` (overwritten).
+
+    NumPy's float32 exp costs about half its tanh, and the extra passes are cheap.
+    ``one`` and ``two`` may be 0-d arrays of the dtype of ``a`` (see `_constants`).
+    """
+    xp.exp(a, out=a)
+    xp.add(a, one, out=a)
+    xp.divide(two, a, out=a)
+    xp.subtract(a, one, out=out)
+
+
+def _constants(dtype: Any, *values: float) -> tuple[Any, ...]:
+    """``values`` as 0-d arrays of ``dtype``: NumPy takes them about 0.3 µs faster per call
+    than Python floats, which counts in the step loop's dozen calls on small blocks."""
+    return tuple(xp.asarray(value, dtype=dtype) for value in values)
 
 
 def _orthogonal(size: int) -> Any:
@@ -372,25 +439,21 @@ class SimpleRNN(Recurrent):
     ``biases`` (units,). See `Recurrent` for the arguments.
     """
 
-    def _begin(self, n: int, steps: int, dtype: Any) -> None:
-        self._product = self._buffer("product", (self.units, n), dtype)
-
-    def _step(self, t: int, pre: Any, h_prev: Any, h: Any) -> None:
+    def _step(self, t: int, operands: Any, pre: Any, h: Any) -> None:
         z = pre[0]
-        if t:
-            xp.matmul(self._scaled_ut, h_prev, out=self._product)
-            z += self._product
-        xp.tanh(z, out=h)
+        xp.matmul(self._step_weights, operands, out=z)
+        _tanh_of_scaled(z, h)
 
-    def _begin_backward(self, steps: int, n: int, dtype: Any) -> None:
-        self._hidden = self._buffer("hidden", (steps + 1, self.units, n), dtype)
+    def _chunk_factors(self, operands: Any, lo: int, hi: int) -> None:
+        # tanh' = 1 − h_t² (h_t is block t + 1 of the operands).
+        hidden = operands[lo + 1 : hi + 1, : self.units]
+        slope = self._slope = self._buffer(f"slope{hi - lo}", hidden.shape, hidden.dtype)
+        xp.multiply(hidden, hidden, out=slope)
+        xp.subtract(1.0, slope, out=slope)
+        self._lo = lo
 
     def _step_backward(self, t: int, dh: Any, d_in: Any, d_rec: Any) -> None:
-        d = d_in[0]  # dL/dz = dh · (1 − h_t²)
-        h = self._hidden[t + 1]
-        xp.multiply(h, h, out=d)
-        xp.subtract(1.0, d, out=d)
-        d *= dh
+        xp.multiply(dh, self._slope[t - self._lo], out=d_in[0])
 
 
 class LSTM(Recurrent):
@@ -408,79 +471,86 @@ class LSTM(Recurrent):
     # Internal order o, i, f, g: the sigmoid gates o, i, f are contiguous in the
     # forward pass, and i, f, g (the gates scaled by dL/dc) are in the backward pass.
     _order = (3, 0, 1, 2)
-    _sigmoid_blocks = 3
+    # g = tanh(z) = 2σ(2z) − 1: with −2 folded into its block, all four gates go
+    # through one exp over the whole contiguous (4, units, N) step.
+    _block_scales = (-1.0, -1.0, -1.0, -2.0)
 
     def _initial_biases(self) -> Any:
         biases = xp.zeros(4 * self.units)
         biases[self.units : 2 * self.units] = 1.0  # forget gate: remember by default
         return biases
 
-    def _scale(self, dtype: Any) -> Any:
-        # g = tanh(z) = 2σ(2z) − 1: with −2 folded into its block, all four gates go
-        # through one exp over the whole contiguous (N, 4, units) step.
-        scale = super()._scale(dtype)
-        scale[3 * self.units :] = -2.0
-        return scale
-
-    def _begin(self, n: int, steps: int, dtype: Any) -> None:
-        units = self.units
-        self._cells = self._buffer("cells", (steps + 1, units, n), dtype)
+    def _begin(self, operands: Any, pre: Any) -> None:
+        steps, _, units, n = pre.shape
+        self._gates_flat = pre.reshape(steps, 4 * units, n)
+        self._cells = self._buffer("cells", (steps + 1, units, n), pre.dtype)
         self._cells[0] = 0.0
-        self._tanh_cells = self._buffer("tanh_cells", (steps, units, n), dtype)
-        self._product = self._buffer("product", (4, units, n), dtype)
-        self._scratch = self._buffer("scratch", (units, n), dtype)
+        self._tanh_cells = self._buffer("tanh_cells", (steps, units, n), pre.dtype)
+        self._scratch = self._buffer("scratch", (units, n), pre.dtype)
+        self._one, self._two, self._minus_two = _constants(pre.dtype, 1.0, 2.0, -2.0)
 
-    def _step(self, t: int, pre: Any, h_prev: Any, h: Any) -> None:
+    def _step(self, t: int, operands: Any, pre: Any, h: Any) -> None:
+        units, one, two = self.units, self._one, self._two
         if t:
-            product = self._product
-            xp.matmul(self._scaled_ut, h_prev, out=product.reshape(-1, product.shape[2]))
-            pre += product
-        _sigmoid_of_negated(pre)
-        o, i, f, g = pre
-        g *= 2.0
-        g -= 1.0
-        c = self._cells[t + 1]
-        xp.multiply(f, self._cells[t], out=c)
-        xp.multiply(i, g, out=self._scratch)
-        c += self._scratch
+            xp.matmul(self._step_weights, operands, out=self._gates_flat[t])
+        else:  # h_0 = 0: only the rows [1; x_0] count
+            xp.matmul(self._step_weights[:, units:], operands[units:], out=self._gates_flat[t])
+        xp.exp(pre, out=pre)
+        xp.add(pre, one, out=pre)
+        sigmoids, g = pre[:3], pre[3]
+        xp.divide(one, sigmoids, out=sigmoids)  # o, i, f = σ(z)
+        xp.divide(two, g, out=g)
+        xp.subtract(g, one, out=g)  # g = 2σ(2z) − 1 = tanh(z)
+        c, scratch = self._cells[t + 1], self._scratch
+        xp.multiply(pre[2], self._cells[t], out=c)
+        xp.multiply(pre[1], g, out=scratch)
+        xp.add(c, scratch, out=c)
         tanh_c = self._tanh_cells[t]
-        xp.tanh(c, out=tanh_c)
-        xp.multiply(o, tanh_c, out=h)
+        xp.multiply(c, self._minus_two, out=tanh_c)
+        _tanh_of_scaled(tanh_c, tanh_c, one, two)
+        xp.multiply(pre[0], tanh_c, out=h)
 
-    def _begin_backward(self, steps: int, n: int, dtype: Any) -> None:
+    def _begin_backward(self, operands: Any, steps: int) -> None:
         units = self.units
+        n, dtype = self.input.shape[0], self.output.dtype
         self._gates = self._buffer("gates", (steps, 4, units, n), dtype)
         self._cells = self._buffer("cells", (steps + 1, units, n), dtype)
         self._tanh_cells = self._buffer("tanh_cells", (steps, units, n), dtype)
-        self._k = self._buffer("k", (4, units, n), dtype)
         self._scratch = self._buffer("scratch", (units, n), dtype)
         self._dc = self._buffer("dc", (units, n), dtype)  # dL/dc_t, carried backwards
         self._dc[...] = 0.0
 
-    def _step_backward(self, t: int, dh: Any, d_in: Any, d_rec: Any) -> None:
-        # dL/dpre = [dh·k_o, dc·k_i, dc·k_f, dc·k_g] with k_o = tanh(c)·o(1−o),
-        # k_i = g·i(1−i), k_f = c_{t−1}·f(1−f), k_g = i·(1−g²), and
-        # dc = dc_{t+1} + dh·o·(1 − tanh²(c)).
-        gates, k, scratch, dc = self._gates[t], self._k, self._scratch, self._dc
-        o, i, f, g = gates
-        tanh_c = self._tanh_cells[t]
-        xp.subtract(1.0, gates, out=k)  # a(1 − a) on all blocks, one pass each
-        k *= gates
-        k[0] *= tanh_c
-        k[1] *= g
-        k[2] *= self._cells[t]
-        k_g = k[3]
-        xp.multiply(g, g, out=k_g)
+    def _chunk_factors(self, operands: Any, lo: int, hi: int) -> None:
+        # The factors that do not depend on the incoming gradient, for several steps at
+        # once (a few larger passes instead of many small ones): with the blocks o, i, f, g,
+        # k_o = tanh(c)·o(1−o) = h(1−o), k_i = g·i(1−i), k_f = c_{t−1}·f(1−f),
+        # k_g = i·(1−g²), and k_c = o·(1 − tanh²(c)) = o − h·tanh(c), the path from h_t
+        # to c_t (h_t = o·tanh(c_t) is in the operands of step t + 1).
+        gates, tanh_c = self._gates[lo:hi], self._tanh_cells[lo:hi]
+        hidden = operands[lo + 1 : hi + 1, : self.units]
+        k = self._k = self._buffer(f"k{hi - lo}", (hi - lo, 5, *gates.shape[2:]), gates.dtype)
+        self._lo = lo
+        xp.subtract(1.0, gates[:, :3], out=k[:, :3])
+        k[:, 0] *= hidden
+        k[:, 1:3] *= gates[:, 1:3]
+        k[:, 1] *= gates[:, 3]
+        k[:, 2] *= self._cells[lo:hi]
+        k_g = k[:, 3]
+        xp.multiply(gates[:, 3], gates[:, 3], out=k_g)
         xp.subtract(1.0, k_g, out=k_g)
-        k_g *= i
+        k_g *= gates[:, 1]
+        k_c = k[:, 4]
+        xp.multiply(hidden, tanh_c, out=k_c)
+        xp.subtract(gates[:, 0], k_c, out=k_c)
+
+    def _step_backward(self, t: int, dh: Any, d_in: Any, d_rec: Any) -> None:
+        # dL/dpre = [dh·k_o, dc·k_i, dc·k_f, dc·k_g] with dc = dc_{t+1}·f_{t+1} + dh·k_c.
+        k, scratch, dc = self._k[t - self._lo], self._scratch, self._dc
         xp.multiply(dh, k[0], out=d_in[0])
-        xp.multiply(tanh_c, tanh_c, out=scratch)
-        xp.subtract(1.0, scratch, out=scratch)
-        scratch *= o
-        scratch *= dh
+        xp.multiply(dh, k[4], out=scratch)
         dc += scratch
-        xp.multiply(dc, k[1:], out=d_in[1:])
-        dc *= f
+        xp.multiply(dc, k[1:4], out=d_in[1:])
+        dc *= self._gates[t, 2]
 
 
 class GRU(Recurrent):
@@ -497,52 +567,73 @@ class GRU(Recurrent):
 
     gates = 3
     _order = (0, 1, 2)
-    _sigmoid_blocks = 2
+    _block_scales = (-1.0, -1.0, 1.0)
     _param_names = ("input_weights", "recurrent_weights", "biases", "recurrent_biases")
 
     recurrent_biases: Any
 
     def _prepare_weights(self) -> None:
-        super()._prepare_weights()
-        c = self.recurrent_biases
-        units = self.units
-        # c_r and c_z add to the input projection (negated like b_r, b_z; the scaled
-        # bias is a copy); c_n sits inside r ⊙ (h U_n + c_n).
-        self._scaled_b[: 2 * units] -= c[: 2 * units]
-        self._c_n = c[2 * units :].reshape(units, 1)
+        # The n block needs h U_n + c_n apart from the input side, so the two sides are
+        # two products: ``[b; W]ᵀ`` on [1; x_t] for all steps before the loop, and
+        # ``[U; c]ᵀ`` on [h_t; 1] each step (r and z negated for the exp of the sigmoid).
+        biases = self.biases.reshape(1, -1)
+        recurrent_biases = self.recurrent_biases.reshape(1, -1)
+        self._input_weights_t = self._stack("input_weights_t", [biases, self.input_weights]).T
+        self._step_weights = self._stack(
+            "step_weights", [self.recurrent_weights, recurrent_biases]
+        ).T
 
-    def _begin(self, n: int, steps: int, dtype: Any) -> None:
-        units = self.units
-        self._h_n = self._buffer("h_n", (steps, units, n), dtype)  # (h U_n + c_n)ᵀ
-        self._product = self._buffer("product", (3, units, n), dtype)
-        self._scratch = self._buffer("scratch", (units, n), dtype)
+    def _begin(self, operands: Any, pre: Any) -> None:
+        steps, _, units, n = pre.shape
+        xp.matmul(
+            self._input_weights_t,
+            operands[:steps, units:],
+            out=pre.reshape(steps, 3 * units, n),
+        )
+        # (h U + c)ᵀ of every step: its n block is kept for the backward pass.
+        self._products = self._buffer("products", pre.shape, pre.dtype)
+        self._scratch = self._buffer("scratch", (units, n), pre.dtype)
 
-    def _step(self, t: int, pre: Any, h_prev: Any, h: Any) -> None:
-        h_n = self._h_n[t]
-        if t:
-            product = self._product
-            xp.matmul(self._scaled_ut, h_prev, out=product.reshape(-1, product.shape[2]))
-            pre[:2] += product[:2]
-            xp.add(product[2], self._c_n, out=h_n)
-        else:
-            h_n[...] = self._c_n
+    def _step(self, t: int, operands: Any, pre: Any, h: Any) -> None:
+        units = self.units
+        product = self._products[t]
+        xp.matmul(self._step_weights, operands[: units + 1], out=product.reshape(-1, h.shape[1]))
+        pre[:2] += product[:2]
         _sigmoid_of_negated(pre[:2])
         r, z, n = pre
-        xp.multiply(r, h_n, out=self._scratch)
+        xp.multiply(r, product[2], out=self._scratch)
         n += self._scratch
-        xp.tanh(n, out=n)
-        xp.subtract(h_prev, n, out=h)
+        n *= -2.0
+        _tanh_of_scaled(n, n)
+        xp.subtract(operands[:units], n, out=h)
         h *= z
         h += n
 
-    def _begin_backward(self, steps: int, n: int, dtype: Any) -> None:
+    def _begin_backward(self, operands: Any, steps: int) -> None:
         units = self.units
+        n, dtype = self.input.shape[0], self.output.dtype
         self._gates = self._buffer("gates", (steps, 3, units, n), dtype)
-        self._hidden = self._buffer("hidden", (steps + 1, units, n), dtype)
-        self._h_n = self._buffer("h_n", (steps, units, n), dtype)
-        self._k = self._buffer("k", (3, units, n), dtype)
-        self._scratch = self._buffer("scratch", (units, n), dtype)
+        self._products = self._buffer("products", (steps, 3, units, n), dtype)
         self._through_z = self._buffer("through_z", (units, n), dtype)
+
+    def _chunk_factors(self, operands: Any, lo: int, hi: int) -> None:
+        # Step-independent factors of several steps at once: with the blocks r, z, n,
+        # k_r = (h U_n + c_n)·r(1−r), k_z = (h_{t−1} − n)·z(1−z), k_n = (1−z)(1−n²).
+        gates = self._gates[lo:hi]
+        k = self._k = self._buffer(f"k{hi - lo}", gates.shape, gates.dtype)
+        self._lo = lo
+        xp.subtract(1.0, gates[:, :2], out=k[:, :2])
+        k[:, :2] *= gates[:, :2]
+        k[:, 0] *= self._products[lo:hi, 2]
+        k_z = k[:, 1]
+        scratch = self._buffer(f"h_minus_n{hi - lo}", k_z.shape, k.dtype)
+        xp.subtract(operands[lo:hi, : self.units], gates[:, 2], out=scratch)
+        k_z *= scratch
+        k_n = k[:, 2]
+        xp.multiply(gates[:, 2], gates[:, 2], out=k_n)
+        xp.subtract(1.0, k_n, out=k_n)
+        xp.subtract(1.0, gates[:, 1], out=scratch)
+        k_n *= scratch
 
     def _recurrent_gradient_buffer(self, d_in: Any) -> Any:
         # The n block of the product h U differs from the input side's: it is scaled by r.
@@ -552,23 +643,11 @@ class GRU(Recurrent):
         dh += self._through_z
 
     def _step_backward(self, t: int, dh: Any, d_in: Any, d_rec: Any) -> None:
-        # dL/dn_pre = dh·(1−z)(1−n²), dL/dz_pre = dh·(h_{t−1} − n)·z(1−z),
-        # dL/dr_pre = dL/dn_pre · (h U_n + c_n)·r(1−r).
-        gates, k = self._gates[t], self._k
-        r, z, new = gates
-        k_r, k_z, k_n = k
-        xp.subtract(1.0, gates[:2], out=k[:2])
-        k[:2] *= gates[:2]
-        k_r *= self._h_n[t]
-        xp.multiply(new, new, out=k_n)
-        xp.subtract(1.0, k_n, out=k_n)
-        scratch = self._scratch
-        xp.subtract(1.0, z, out=scratch)
-        k_n *= scratch
-        xp.subtract(self._hidden[t], new, out=scratch)
-        k_z *= scratch
+        # dL/dn_pre = dh·k_n, dL/dz_pre = dh·k_z, dL/dr_pre = dL/dn_pre·k_r; the
+        # recurrent side's n block is dL/dn_pre·r.
+        k, gates = self._k[t - self._lo], self._gates[t]
         xp.multiply(dh, k[1:], out=d_in[1:])
-        xp.multiply(d_in[2], k_r, out=d_in[0])
+        xp.multiply(d_in[2], k[0], out=d_in[0])
         d_rec[:2] = d_in[:2]
-        xp.multiply(d_in[2], r, out=d_rec[2])
-        xp.multiply(dh, z, out=self._through_z)  # h_{t-1} -> h_t through z
+        xp.multiply(d_in[2], gates[0], out=d_rec[2])
+        xp.multiply(dh, gates[1], out=self._through_z)  # h_{t-1} -> h_t through z
