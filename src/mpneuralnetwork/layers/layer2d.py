@@ -176,16 +176,9 @@ class Convolutional(Layer):
         kernels, k, s, p = self.kernels, self.kernel_size, self.stride, self.padding
         if self._cols is None:  # the forward pass ran in inference mode: take the windows now
             self._cols = self._windows_buffer(n * h_out * w_out)
-            scratch = xp.empty((o, n * h_out * w_out), dtype=kernels.dtype)
-            correlate(
-                self.input.transpose(1, 0, 2, 3),
-                kernels.reshape(o, -1),
-                k,
-                s,
-                p,
-                scratch,
-                self._cols,
-            )
+            images = self.input.transpose(1, 0, 2, 3)
+            scratch = xp.empty((o, n * h_out * w_out), dtype=kernels.dtype)  # output, unused
+            correlate(images, kernels.reshape(o, -1), k, s, p, scratch, self._cols)
         self.kernels_gradient = (g_rows @ self._cols.T).reshape(kernels.shape)
         if self.biases is not None:
             self.biases_gradient = g_rows.sum(axis=1)
