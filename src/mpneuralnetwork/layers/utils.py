@@ -153,7 +153,6 @@ def add_windows(windows: ArrayType, height: int, width: int, stride: int) -> Arr
     return image
 
 
-
 def add_wide_windows(windows: ArrayType, height: int, width: int) -> ArrayType:
     """Stride-1 `add_windows` for windows laid out on rows as wide as the image.
 
@@ -177,6 +176,7 @@ def add_wide_windows(windows: ArrayType, height: int, width: int) -> ArrayType:
             start = u * width + v
             flat[:, :, start : start + length] += windows[:, u, v]
     return flat[:, :, : height * width].reshape(c, n, height, width)
+
 
 #: Bytes of one block of windows. A block this small is still in the cache when the
 #: matrix product reads it, right after the copy that made it.
