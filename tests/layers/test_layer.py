@@ -10,12 +10,14 @@ import pytest
 from mpneuralnetwork import to_device, to_host
 from mpneuralnetwork.activations import PReLU, ReLU, Sigmoid, Softmax, Swish, Tanh
 from mpneuralnetwork.layers import (
+    LSTM,
     AveragePooling2D,
     BatchNormalization,
     BatchNormalization2D,
     Convolutional,
     Dense,
     Dropout,
+    Embedding,
     Flatten,
     Layer,
     MaxPooling2D,
@@ -292,3 +294,38 @@ def test_forward_caches_input_and_output():
     out = layer.forward(x)
     assert layer.output is out
     np.testing.assert_array_equal(to_host(layer.input), np.ones((4, 3)))
+
+
+@pytest.mark.parametrize(
+    ("make", "built_on", "message"),
+    [
+        (
+            lambda: Dense(4, input_size=6),
+            (5,),
+            "Dense: input_size=6 was given, but the previous layer outputs (5,)",
+        ),
+        (
+            lambda: Convolutional(2, 3, (1, 8, 8)),
+            (3, 8, 8),
+            "Convolutional: input_shape=(1, 8, 8) was given, "
+            "but the previous layer outputs (3, 8, 8)",
+        ),
+        (
+            lambda: LSTM(3, input_shape=(7, 2)),
+            (7, 4),
+            "LSTM: input_shape=(7, 2) was given, but the previous layer outputs (7, 4)",
+        ),
+        (
+            lambda: Embedding(10, 3, input_length=5),
+            (6,),
+            "Embedding: input_length=5 was given, but the previous layer outputs (6,)",
+        ),
+    ],
+)
+def test_a_declared_input_shape_that_the_previous_layer_contradicts_is_refused(
+    make, built_on, message
+):
+    layer = make()
+    with pytest.raises(ValueError) as error:
+        layer.build(built_on)
+    assert str(error.value) == message

@@ -53,11 +53,7 @@ class Embedding(Layer):
             raise ValueError(
                 f"Embedding: input must be ids (N, T), so input_shape must be (T,); got {shape}"
             )
-        if self.input_shape is not None and self.input_shape != shape:
-            raise ValueError(
-                f"Embedding: input_length={self.input_shape[0]} was given, but the previous "
-                f"layer outputs {shape}"
-            )
+        self._check_declared(shape, "input_length")
         self.input_shape = shape
         self.output_shape = (shape[0], self.output_dim)
         if self.embeddings is None:

@@ -71,6 +71,22 @@ class Layer:
         """Number of values in one output sample."""
         return math.prod(self._known("output_shape"))
 
+    def _check_declared(self, shape: tuple[int, ...], argument: str = "input_shape") -> None:
+        """Refuse to build on ``shape`` when another input shape was given at construction.
+
+        Args:
+            shape: The input shape the layer is being built on.
+            argument: The constructor argument that declared it; a one-number argument
+                (``input_size``, ``input_length``) is reported as that number.
+        """
+        if self.input_shape is None or self.input_shape == shape:
+            return
+        declared: Any = self.input_shape if argument == "input_shape" else self.input_shape[0]
+        raise ValueError(
+            f"{type(self).__name__}: {argument}={declared} was given, but the previous layer "
+            f"outputs {shape}"
+        )
+
     def _known(self, attribute: str) -> tuple[int, ...]:
         value = getattr(self, attribute)
         if value is None:

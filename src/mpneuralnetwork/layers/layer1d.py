@@ -69,11 +69,7 @@ class Dense(Layer):
                 f"Dense: input must be flat (one dimension per sample); got input_shape {shape}. "
                 "Put a Flatten layer before Dense."
             )
-        if self.input_shape is not None and self.input_shape != shape:
-            raise ValueError(
-                f"Dense: input_size={self.input_shape[0]} was given, but the previous layer "
-                f"outputs {shape[0]} features"
-            )
+        self._check_declared(shape, "input_size")
         already = self.weights is not None and self.input_shape == shape
         super().build(shape)
         if self.initialization != "auto" and not already:

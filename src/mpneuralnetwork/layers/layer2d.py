@@ -88,11 +88,7 @@ class Convolutional(Layer):
                 f"Convolutional: kernel_size {k} is larger than the padded input "
                 f"({h + 2 * p}, {w + 2 * p}) (input_shape {shape}, padding {p})"
             )
-        if self.input_shape is not None and self.input_shape != shape:
-            raise ValueError(
-                f"Convolutional: input_shape={self.input_shape} was given, but the previous "
-                f"layer outputs {shape}"
-            )
+        self._check_declared(shape)
         already = self.kernels is not None and self.input_shape == shape
         self.input_shape = shape
         self.output_shape = (

@@ -111,11 +111,7 @@ class Recurrent(Layer):
                 f"{name}: input must be sequences (N, T, F), so input_shape must be (T, F); "
                 f"got {shape}"
             )
-        if self.input_shape is not None and self.input_shape != shape:
-            raise ValueError(
-                f"{name}: input_shape={self.input_shape} was given, but the previous layer "
-                f"outputs {shape}"
-            )
+        self._check_declared(shape)
         steps, features = shape
         self.input_shape = shape
         self.output_shape = (steps, self.units) if self.return_sequences else (self.units,)
