@@ -92,7 +92,6 @@ class Recurrent(Layer):
         for param in self._param_names:
             setattr(self, param, None)
             setattr(self, f"{param}_gradient", None)
-        self._buffers: dict[str, Any] = {}
         if input_shape is not None:
             self.build(input_shape)
 
@@ -353,13 +352,6 @@ class Recurrent(Layer):
             setattr(self, f"{name}_gradient", xp.ascontiguousarray(internal))
         else:
             gradient[...] = internal
-
-    def _buffer(self, name: str, shape: tuple[int, ...], dtype: Any) -> Any:
-        """A work array kept between calls (same shape and dtype: no new allocation)."""
-        buffer = self._buffers.get(name)
-        if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
-            buffer = self._buffers[name] = xp.empty(shape, dtype=dtype)
-        return buffer
 
     # ------------------------------------------------------------- parameters
     @property
