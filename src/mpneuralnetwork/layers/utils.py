@@ -28,16 +28,6 @@ def channel_windows(images: ArrayType, window_size: int, stride: int) -> ArrayTy
     return xp.lib.stride_tricks.as_strided(images, shape=shape, strides=strides)
 
 
-def window_view(input_batch: ArrayType, window_size: int, stride: int) -> ArrayType:
-    """The K×K windows of an (N, C, H, W) batch as a (C, K, K, N, H_out, W_out) strided view.
-
-    This order makes ``reshape(C·K·K, N·H_out·W_out)`` a copy with long contiguous
-    rows, the operand of the convolution's single matrix product.
-    """
-    x = input_batch if input_batch.flags.c_contiguous else xp.ascontiguousarray(input_batch)
-    return channel_windows(x.transpose(1, 0, 2, 3), window_size, stride)
-
-
 def im2col(input_batch: ArrayType, window_size: int, stride: int | None = None) -> ArrayType:
     """Return the K×K windows of an (N, C, H, W) batch as an (N, H_out, W_out, C, K, K) array.
 
@@ -62,13 +52,13 @@ def im2col(input_batch: ArrayType, window_size: int, stride: int | None = None) 
     """
     stride = 1 if stride is None else _checks.positive_int("im2col", "stride", stride)
     k = _checks.positive_int("im2col", "window_size", window_size)
-    x = xp.asarray(input_batch)
+    x = xp.ascontiguousarray(xp.asarray(input_batch))  # no copy: C-contiguous on the backend
     if x.ndim != 4:
         raise ValueError(f"im2col: input_batch must have shape (N, C, H, W); got {tuple(x.shape)}")
     h, w = x.shape[2:]
     if k > h or k > w:
         raise ValueError(f"im2col: window_size {k} is larger than the input ({h}, {w})")
-    return window_view(x, k, stride).transpose(3, 4, 5, 0, 1, 2)
+    return channel_windows(x.transpose(1, 0, 2, 3), k, stride).transpose(3, 4, 5, 0, 1, 2)
 
 
 def col2im(
