@@ -126,6 +126,33 @@ def test_conv_backward_after_inference_forward_and_any_memory_order():
     np.testing.assert_allclose(to_host(layer.kernels_gradient), dk, rtol=1e-13)
 
 
+@pytest.mark.parametrize(
+    ("depth", "stride", "needs_input_gradient", "keeps"),
+    [(2, 1, True, False), (4, 1, True, True), (2, 2, True, True), (2, 1, False, True)],
+)
+def test_conv_keeps_windows_only_where_backward_reads_them(
+    depth, stride, needs_input_gradient, keeps
+):
+    # Stride 1 with O <= C takes the kernel gradient from the windows of the output
+    # gradient, so its training forward keeps no window matrix; the other routes do.
+    layer = to_float64(Convolutional(depth, 3, (3, 6, 6), "he", padding="same", stride=stride))
+    layer.needs_input_gradient = needs_input_gradient
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 3, 6, 6))
+    g = rng.standard_normal((2, depth, *layer.output_shape[1:]))
+    layer.forward(to_device(x))
+    assert (layer._cols is not None) == keeps
+    layer.backward(to_device(g))
+    # dL/dkernels[o, c, u, v] = Σ g[n, o, i, j] · x_pad[n, c, i·s + u, j·s + v]
+    h_out, w_out = layer.output_shape[1:]
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    expected = np.zeros((depth, 3, 3, 3))
+    for u, v in itertools.product(range(3), range(3)):
+        window = padded[:, :, u : u + stride * h_out : stride, v : v + stride * w_out : stride]
+        expected[:, :, u, v] = np.einsum("noij,ncij->oc", g, window)
+    np.testing.assert_allclose(to_host(layer.kernels_gradient), expected, rtol=1e-12)
+
+
 def test_conv_batch_of_one_and_single_channel():
     layer = to_float64(Convolutional(1, 3, (1, 5, 6), "he", padding=1, stride=2))
     check_gradients(layer, np.random.default_rng(2).standard_normal((1, 1, 5, 6)))

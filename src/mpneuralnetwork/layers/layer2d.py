@@ -9,7 +9,7 @@ from .. import _checks
 from ..backend import DTYPE, ArrayType, xp
 from .layer import Layer
 from .layer1d import _INITIALIZATIONS, BatchNormalization, Lit_W, init_std
-from .utils import add_wide_windows, add_windows, correlate, output_length
+from .utils import add_wide_windows, add_windows, correlate, output_length, window_blocks
 
 
 def _image_shape(owner: str, shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -140,9 +140,11 @@ class Convolutional(Layer):
         o, k, s, p = self.output_depth, self.kernel_size, self.stride, self.padding
         h_out, w_out = output_length(h, k, s, p), output_length(w, k, s, p)
         rows = xp.empty((o, n * h_out * w_out), dtype=kernels.dtype)
-        # Training keeps the windows (im2col) for the kernel gradient; inference
-        # only needs a block of them at a time.
-        self._cols = self._windows_buffer(n * h_out * w_out) if training else None
+        # Inference needs a block of windows (im2col) at a time; training keeps them
+        # for the kernel gradient, unless the backward pass takes that gradient from
+        # the windows of the output gradient (see `backward`).
+        keep = training and not (self.needs_input_gradient and self._gradient_as_convolution())
+        self._cols = self._windows_buffer(n * h_out * w_out) if keep else None
         correlate(x.transpose(1, 0, 2, 3), kernels.reshape(o, -1), k, s, p, rows, self._cols)
         if self.biases is not None:
             rows += self.biases.reshape(-1, 1)
@@ -161,30 +163,20 @@ class Convolutional(Layer):
         n, o, h_out, w_out = g.shape
         g_rows = g.transpose(1, 0, 2, 3).reshape(o, -1)  # (O, N·Ho·Wo), free when channel-major
         kernels, k, s, p = self.kernels, self.kernel_size, self.stride, self.padding
+        if self.biases is not None:
+            self.biases_gradient = g_rows.sum(axis=1)
+        if self.needs_input_gradient and self._gradient_as_convolution():
+            return self._backward_as_convolution(g)
         if self._cols is None:  # the forward pass ran in inference mode: take the windows now
             self._cols = self._windows_buffer(n * h_out * w_out)
             images = self.input.transpose(1, 0, 2, 3)
             scratch = xp.empty((o, n * h_out * w_out), dtype=kernels.dtype)  # output, unused
             correlate(images, kernels.reshape(o, -1), k, s, p, scratch, self._cols)
         self.kernels_gradient = (g_rows @ self._cols.T).reshape(kernels.shape)
-        if self.biases is not None:
-            self.biases_gradient = g_rows.sum(axis=1)
         if not self.needs_input_gradient:
             return None
         c = kernels.shape[1]
         h, w = self.input.shape[2:]
-        dtype = xp.result_type(g.dtype, kernels.dtype)
-        if s == 1 and p <= k - 1 and o <= c:
-            # With stride 1 the input gradient is itself a convolution: the output
-            # gradient padded by K − 1 − p, correlated with the kernels flipped in
-            # both axes and with their channel axes swapped. One im2col and one
-            # product instead of a product and K² overlapping additions (col2im).
-            # It copies O·K² values per input pixel: with more output channels
-            # than input channels col2im is faster (32→64: 13.7 ms against 17.7).
-            flipped = kernels[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(c, -1)
-            d_rows = xp.empty((c, n * h * w), dtype=dtype)
-            correlate(g.transpose(1, 0, 2, 3), flipped, k, 1, k - 1 - p, d_rows)
-            return d_rows.reshape(c, n, h, w).transpose(1, 0, 2, 3)
         h_pad, w_pad = h + 2 * p, w + 2 * p
         if s == 1:
             # Windows as wide as the padded image, the extra columns zero: col2im
@@ -198,6 +190,46 @@ class Convolutional(Layer):
             d_windows = d_cols.reshape(c, k, k, n, h_out, w_out)
             d_padded = add_windows(d_windows, h_pad, w_pad, s)  # col2im, channel-major
         return d_padded[:, :, p : p + h, p : p + w].transpose(1, 0, 2, 3)
+
+    def _gradient_as_convolution(self) -> bool:
+        """Whether `backward` takes the input gradient as a convolution (see there)."""
+        k, p = self.kernel_size, self.padding
+        return self.stride == 1 and p <= k - 1 and self.output_depth <= self.kernels.shape[1]
+
+    def _backward_as_convolution(self, g: ArrayType) -> ArrayType:
+        """Both gradients from one im2col of the output gradient (stride 1, O ≤ C).
+
+        With stride 1 the input gradient is itself a convolution: the output gradient
+        padded by K − 1 − p, correlated with the kernels flipped in both axes and
+        with their channel axes swapped. One im2col and one product replace a
+        product and K² overlapping additions (col2im); it copies O·K² values per
+        input pixel, so with more output channels than input channels col2im is
+        faster (32→64: 13.7 ms against 17.7). The same windows hold the kernel
+        gradient: row (o, u, v) of a window matrix times the input's rows gives
+        ``kernels_gradient[o, :, K−1−u, K−1−v]``. Both products read each block
+        while it is in the cache, and the forward pass keeps no windows.
+        """
+        kernels, k, p = self.kernels, self.kernel_size, self.padding
+        n, o = g.shape[:2]
+        c, (h, w) = kernels.shape[1], self.input.shape[2:]
+        dtype = xp.result_type(g.dtype, kernels.dtype)
+        flipped = kernels[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(c, -1)
+        images = self.input.transpose(1, 0, 2, 3)
+        d_rows = xp.empty((c, n * h * w), dtype=dtype)
+        gradient = xp.empty((o * k * k, c), dtype=dtype)  # rows (o, K−1−u, K−1−v)
+        part = None
+        size = h * w
+        for start, stop, rows in window_blocks(g.transpose(1, 0, 2, 3), k, 1, k - 1 - p):
+            xp.matmul(flipped, rows, out=d_rows[:, start * size : stop * size])
+            inputs = images[:, start:stop].reshape(c, -1)  # a view when channel-major
+            if start == 0:
+                xp.matmul(rows, inputs.T, out=gradient)
+            else:
+                part = xp.matmul(rows, inputs.T, out=part)
+                gradient += part
+        flipped_gradient = gradient.reshape(o, k, k, c)[:, ::-1, ::-1].transpose(0, 3, 1, 2)
+        self.kernels_gradient = xp.ascontiguousarray(flipped_gradient)
+        return d_rows.reshape(c, n, h, w).transpose(1, 0, 2, 3)
 
     @property
     def params(self) -> dict[str, tuple[ArrayType, ArrayType]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from .. import _checks
@@ -173,29 +174,31 @@ def add_wide_windows(windows: ArrayType, height: int, width: int) -> ArrayType:
 BLOCK_BYTES = 4 << 20
 
 
-def correlate(
+def window_blocks(
     images: ArrayType,
-    weights: ArrayType,
     window_size: int,
     stride: int,
     padding: int,
-    out: ArrayType,
     keep: ArrayType | None = None,
-) -> None:
-    """``out = weights @ im2col(images)``: a convolution as matrix products, block by block.
+) -> Iterator[tuple[int, int, ArrayType]]:
+    """im2col a few samples at a time: yield ``(start, stop, windows)`` per block.
 
-    The images are taken a few at a time (`BLOCK_BYTES` of windows): pad them into a
-    small reused buffer, copy their windows (im2col), multiply while the copy is hot.
+    The images are taken `BLOCK_BYTES` of windows at a time: padded into a small
+    reused buffer whose border stays zero, and their windows copied into a
+    (C·K·K, count·H_out·W_out) matrix that is still in the cache when the caller
+    multiplies it. On a GPU the whole batch is one block (blocks only add launches).
 
     Args:
         images: (C, N, H, W)-shaped, any strides: a channel-major view of a batch.
-        weights: (O, C·K·K) kernels as rows.
         window_size: K.
         stride: Step between windows.
         padding: Zeros added on each side of H and W.
-        out: (O, N·H_out·W_out) array receiving the product.
         keep: Optional contiguous (C·K·K, N·H_out·W_out) array that receives every
-            window (for the kernel gradient); without it a block-sized buffer is reused.
+            window (the yielded blocks are its slices); without it one block-sized
+            buffer is reused, so a block is only valid until the next one.
+
+    Yields:
+        ``start, stop``, the samples of the block, and its windows as rows.
     """
     c, n, h, w = images.shape
     k, s, p = window_size, stride, padding
@@ -220,8 +223,33 @@ def correlate(
             source = padded[:, :count]
         at = start if keep is not None else 0  # where this block's windows go
         xp.copyto(windows_of[:, :, :, at : at + count], channel_windows(source, k, s))
-        xp.matmul(
-            weights,
-            rows[:, at * size : (at + count) * size],
-            out=out[:, start * size : stop * size],
-        )
+        yield start, stop, rows[:, at * size : (at + count) * size]
+
+
+def correlate(
+    images: ArrayType,
+    weights: ArrayType,
+    window_size: int,
+    stride: int,
+    padding: int,
+    out: ArrayType,
+    keep: ArrayType | None = None,
+) -> None:
+    """``out = weights @ im2col(images)``: a convolution as matrix products, block by block.
+
+    Each block of windows (see `window_blocks`) is multiplied right after the copy
+    that made it, while it is in the cache.
+
+    Args:
+        images: (C, N, H, W)-shaped, any strides: a channel-major view of a batch.
+        weights: (O, C·K·K) kernels as rows.
+        window_size: K.
+        stride: Step between windows.
+        padding: Zeros added on each side of H and W.
+        out: (O, N·H_out·W_out) array receiving the product.
+        keep: Optional contiguous (C·K·K, N·H_out·W_out) array that receives every
+            window (for the kernel gradient).
+    """
+    size = out.shape[1] // images.shape[1]
+    for start, stop, rows in window_blocks(images, window_size, stride, padding, keep):
+        xp.matmul(weights, rows, out=out[:, start * size : stop * size])
