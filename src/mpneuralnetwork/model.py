@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from . import _graph as graph
 from . import _inputs as inputs
+from . import threads
 from ._errstate import quiet_floating_point
 from ._summary import summary_table
 from .activations import Activation
@@ -32,6 +34,20 @@ on 10,000 samples of the CIFAR-shaped benchmark network took 10.0 s in chunks of
 against 11.3 s in chunks of 512 (chunks of 4096 peaked at 18.9 GiB), the super CNN
 2.4 s against 3.3 s, with a quarter of the memory."""
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _in_parallel(method: F) -> F:
+    """Run a Model method inside `threads.parallel` when a layer splits its work."""
+
+    @functools.wraps(method)
+    def wrapper(self: Model, *args: Any, **kwargs: Any) -> Any:
+        if not any(layer.splits_work for layer in self.layers):
+            return method(self, *args, **kwargs)
+        with threads.parallel():
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 class Model:
     """A feed-forward network: layers, a loss on logits, an optimizer and metrics.
@@ -141,6 +157,7 @@ class Model:
 
     # ---------------------------------------------------------------- training
     @quiet_floating_point
+    @_in_parallel
     def train(
         self,
         X_train: ArrayType | Loader,
@@ -197,6 +214,7 @@ class Model:
 
     # -------------------------------------------------------------- inference
     @quiet_floating_point
+    @_in_parallel
     def evaluate(
         self,
         X: ArrayType | Loader,
@@ -246,6 +264,7 @@ class Model:
         return scores
 
     @quiet_floating_point
+    @_in_parallel
     def predict(self, X: ArrayType | Loader) -> Any:
         """Activated predictions (N, *output_shape) as a NumPy array, in inference mode.
 

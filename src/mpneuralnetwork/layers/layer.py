@@ -32,9 +32,13 @@ class Layer:
         integer_input: True for a layer that reads integer ids (`Embedding`): a
             Model whose first layer it is passes its input on without casting it
             to float.
+        splits_work: True for a layer that splits its large work across the
+            threads of `mpneuralnetwork.threads` (`Convolutional`): a Model with
+            such a layer trains and predicts inside `threads.parallel`.
     """
 
     needs_input_gradient: bool = True
+    splits_work: bool = False
     integer_input: bool = False
 
     def __init__(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, get_args
 
-from .. import _checks
+from .. import _checks, threads
 from ..backend import DTYPE, ArrayType, xp
 from .layer import Layer
 
@@ -21,6 +21,20 @@ def init_std(method: str, fan_in: int) -> float:
     if method == "xavier":
         return math.sqrt(1.0 / fan_in)
     return 0.1
+
+
+def _rows_product(a: ArrayType, b: ArrayType) -> ArrayType:
+    """``a @ b``, the rows of ``a`` cut into one share per thread when it is large."""
+    work = 2 * a.shape[0] * a.shape[1] * b.shape[1]
+    if not threads.active() or work < threads.MIN_WORK:
+        return a @ b
+    out = xp.empty((a.shape[0], b.shape[1]), dtype=xp.result_type(a.dtype, b.dtype))
+
+    def share(start: int, stop: int) -> None:
+        xp.matmul(a[start:stop], b, out=out[start:stop])
+
+    threads.run(share, a.shape[0], work)
+    return out
 
 
 class Dense(Layer):
@@ -114,7 +128,7 @@ class Dense(Layer):
         if x.dtype != weights.dtype:
             x = x.astype(weights.dtype)
         self.input = x
-        y = x @ weights
+        y = _rows_product(x, weights)
         if self.biases is not None:
             y += self.biases
         self.output = y
@@ -123,12 +137,12 @@ class Dense(Layer):
     def backward(self, output_gradient_batch: ArrayType) -> ArrayType | None:
         """Store dW = Xᵀ G and db = Σ_batch G; return G Wᵀ (N, input_size)."""
         g = self._check_gradient(output_gradient_batch)
-        self.weights_gradient = self.input.T @ g
+        self.weights_gradient = _rows_product(self.input.T, g)
         if self.biases is not None:
             self.biases_gradient = g.sum(axis=0, keepdims=True)
         if not self.needs_input_gradient:
             return None
-        return g @ self.weights.T
+        return _rows_product(g, self.weights.T)
 
     @property
     def params(self) -> dict[str, tuple[ArrayType, ArrayType]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .. import _checks
+from .. import _checks, threads
 from ..backend import DTYPE, ArrayType, xp
 from .layer import Layer
 from .layer1d import _INITIALIZATIONS, BatchNormalization, Lit_W, init_std
@@ -38,6 +38,8 @@ class Convolutional(Layer):
         H_out = (H − K + 2p)//s + 1. ``kernels`` (output_depth, C, K, K),
         ``biases`` (output_depth,).
     """
+
+    splits_work = True  # blocks of samples, one share per thread (see `threads`)
 
     def __init__(
         self,
@@ -172,7 +174,7 @@ class Convolutional(Layer):
             images = self.input.transpose(1, 0, 2, 3)
             scratch = xp.empty((o, n * h_out * w_out), dtype=kernels.dtype)  # output, unused
             correlate(images, kernels.reshape(o, -1), k, s, p, scratch, self._cols)
-        self.kernels_gradient = (g_rows @ self._cols.T).reshape(kernels.shape)
+        self.kernels_gradient = _product_summed(g_rows, self._cols.T).reshape(kernels.shape)
         if not self.needs_input_gradient:
             return None
         c = kernels.shape[1]
@@ -183,10 +185,10 @@ class Convolutional(Layer):
             # then adds K² long contiguous runs instead of N·C·Ho short rows each.
             g_wide = xp.zeros((o, n, h_out, w_pad), dtype=g.dtype)
             g_wide[..., :w_out] = g.transpose(1, 0, 2, 3)
-            d_cols = kernels.reshape(o, -1).T @ g_wide.reshape(o, -1)  # (C·K·K, N·Ho·W_pad)
+            d_cols = _product_split(kernels.reshape(o, -1).T, g_wide.reshape(o, -1))
             d_padded = add_wide_windows(d_cols.reshape(c, k, k, n, -1), h_pad, w_pad)
         else:
-            d_cols = kernels.reshape(o, -1).T @ g_rows  # (C·K·K, N·Ho·Wo)
+            d_cols = _product_split(kernels.reshape(o, -1).T, g_rows)  # (C·K·K, N·Ho·Wo)
             d_windows = d_cols.reshape(c, k, k, n, h_out, w_out)
             d_padded = add_windows(d_windows, h_pad, w_pad, s)  # col2im, channel-major
         return d_padded[:, :, p : p + h, p : p + w].transpose(1, 0, 2, 3)
@@ -216,17 +218,26 @@ class Convolutional(Layer):
         flipped = kernels[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(c, -1)
         images = self.input.transpose(1, 0, 2, 3)
         d_rows = xp.empty((c, n * h * w), dtype=dtype)
-        gradient = xp.empty((o * k * k, c), dtype=dtype)  # rows (o, K−1−u, K−1−v)
-        part = None
+        gradients = g.transpose(1, 0, 2, 3)
         size = h * w
-        for start, stop, rows in window_blocks(g.transpose(1, 0, 2, 3), k, 1, k - 1 - p):
-            xp.matmul(flipped, rows, out=d_rows[:, start * size : stop * size])
-            inputs = images[:, start:stop].reshape(c, -1)  # a view when channel-major
-            if start == 0:
-                xp.matmul(rows, inputs.T, out=gradient)
-            else:
-                part = xp.matmul(rows, inputs.T, out=part)
-                gradient += part
+
+        def share(first: int, last: int) -> Any:  # samples first to last − 1
+            # Returns this share's sum of the kernel gradient, rows (o, K−1−u, K−1−v).
+            total = part = None
+            for start, stop, rows in window_blocks(gradients[:, first:last], k, 1, k - 1 - p):
+                start, stop = first + start, first + stop
+                xp.matmul(flipped, rows, out=d_rows[:, start * size : stop * size])
+                inputs = images[:, start:stop].reshape(c, -1)  # a view when channel-major
+                if total is None:
+                    total = rows @ inputs.T
+                else:
+                    part = xp.matmul(rows, inputs.T, out=part)
+                    total += part
+            return total
+
+        gradient, *others = threads.run(share, n, 4 * flipped.size * d_rows.shape[1])
+        for other in others:
+            gradient += other
         flipped_gradient = gradient.reshape(o, k, k, c)[:, ::-1, ::-1].transpose(0, 3, 1, 2)
         self.kernels_gradient = xp.ascontiguousarray(flipped_gradient)
         return d_rows.reshape(c, n, h, w).transpose(1, 0, 2, 3)
@@ -246,6 +257,28 @@ class Convolutional(Layer):
             "stride": self.stride,
             "padding": self.padding_arg,
         }
+
+
+def _product_summed(a: ArrayType, b: ArrayType) -> ArrayType:
+    """``a @ b`` with the contracted axis cut into one share per thread, summed."""
+    depth = a.shape[1]
+    work = 2 * a.shape[0] * depth * b.shape[1]
+    total, *others = threads.run(lambda start, stop: a[:, start:stop] @ b[start:stop], depth, work)
+    for other in others:
+        total += other
+    return total
+
+
+def _product_split(a: ArrayType, b: ArrayType) -> ArrayType:
+    """``a @ b`` with the columns of ``b`` cut into one share per thread."""
+    out = xp.empty((a.shape[0], b.shape[1]), dtype=xp.result_type(a.dtype, b.dtype))
+    columns = b.shape[1]
+
+    def share(start: int, stop: int) -> None:
+        xp.matmul(a, b[:, start:stop], out=out[:, start:stop])
+
+    threads.run(share, columns, 2 * a.size * columns)
+    return out
 
 
 def _window_slice(offset: int, stride: int, count: int) -> slice:

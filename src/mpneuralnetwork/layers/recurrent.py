@@ -33,7 +33,7 @@ import contextlib
 import math
 from typing import Any, ClassVar, get_args
 
-from .. import _checks
+from .. import _checks, threads
 from ..backend import DTYPE, ArrayType, xp
 from .layer import Layer
 from .layer1d import Lit_W
@@ -191,7 +191,8 @@ class Recurrent(Layer):
         operands[:steps, units + 1 :] = x.transpose(1, 2, 0)
         pre = self._buffer("gates", (steps, self.gates, units, n), dtype)
         self._begin(operands, pre)
-        with _overflow_to_zero():
+        # Many small products: BLAS's own threads beat splitting them (see `threads`).
+        with _overflow_to_zero(), threads.blas_threads():
             for t in range(steps):
                 self._step(t, operands[t], pre[t], operands[t + 1, :units])
         if self.return_sequences:
@@ -203,6 +204,10 @@ class Recurrent(Layer):
 
     def backward(self, output_gradient_batch: ArrayType) -> ArrayType | None:
         """Backpropagation through time: store every parameter gradient, return dL/dx."""
+        with threads.blas_threads():  # many small products, as in `forward`
+            return self._backward(output_gradient_batch)
+
+    def _backward(self, output_gradient_batch: ArrayType) -> ArrayType | None:
         g = self._check_gradient(output_gradient_batch)
         n, steps, features = self.input.shape
         dtype = self.output.dtype

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from .. import _checks
+from .. import _checks, threads
 from ..backend import ArrayType, xp
 
 
@@ -162,10 +162,14 @@ def add_wide_windows(windows: ArrayType, height: int, width: int) -> ArrayType:
     """
     c, k, _, n, length = windows.shape
     flat = xp.zeros((c, n, height * width + k - 1), dtype=windows.dtype)  # room for the spill
-    for u in range(k):
-        for v in range(k):
-            start = u * width + v
-            flat[:, :, start : start + length] += windows[:, u, v]
+
+    def share(first: int, last: int) -> None:  # channels first to last − 1
+        for u in range(k):
+            for v in range(k):
+                start = u * width + v
+                flat[first:last, :, start : start + length] += windows[first:last, u, v]
+
+    threads.run(share, c, 100 * windows.size)
     return flat[:, :, : height * width].reshape(c, n, height, width)
 
 
@@ -250,6 +254,14 @@ def correlate(
         keep: Optional contiguous (C·K·K, N·H_out·W_out) array that receives every
             window (for the kernel gradient).
     """
-    size = out.shape[1] // images.shape[1]
-    for start, stop, rows in window_blocks(images, window_size, stride, padding, keep):
-        xp.matmul(weights, rows, out=out[:, start * size : stop * size])
+    n = images.shape[1]
+    size = out.shape[1] // n
+
+    def share(first: int, last: int) -> None:  # samples first to last − 1
+        kept = None if keep is None else keep[:, first * size : last * size]
+        for start, stop, rows in window_blocks(
+            images[:, first:last], window_size, stride, padding, kept
+        ):
+            xp.matmul(weights, rows, out=out[:, (first + start) * size : (first + stop) * size])
+
+    threads.run(share, n, 2 * weights.size * out.shape[1])

@@ -1,0 +1,198 @@
+"""The pool of threads (mpneuralnetwork.threads) and the layers' work split across it."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from helpers import check_gradients, to_float64
+from mpneuralnetwork import threads, to_device, to_host, xp
+from mpneuralnetwork.layers import Convolutional, Dense, Flatten
+
+ON_NUMPY = xp.__name__ == "numpy"
+
+
+class FakeBlas:
+    """Stands for a threadpoolctl library controller: records the thread counts it is set to."""
+
+    def __init__(self, num_threads: int = 4) -> None:
+        self.num_threads = num_threads
+        self.calls: list[int] = []
+
+    def set_num_threads(self, count: int) -> None:
+        self.calls.append(count)
+        self.num_threads = count
+
+
+@pytest.fixture
+def fake_blas(monkeypatch):
+    """Two threads and a fake BLAS: `parallel` does not depend on the machine's BLAS."""
+    blas = FakeBlas()
+    monkeypatch.setenv("MPNN_NUM_THREADS", "2")
+    monkeypatch.setattr(threads, "_libraries", [blas])
+    return blas
+
+
+# ------------------------------------------------------------------ thread count
+def test_thread_count_follows_the_environment(monkeypatch):
+    monkeypatch.setenv("MPNN_NUM_THREADS", "3")
+    assert threads.thread_count() == 3
+    monkeypatch.delenv("MPNN_NUM_THREADS")
+    affinity = getattr(__import__("os"), "sched_getaffinity", None)
+    if affinity is not None:  # Linux: the CPUs this process may run on
+        assert threads.thread_count() == len(affinity(0))
+    assert threads.thread_count() >= 1
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+def test_thread_count_refuses_a_bad_environment_value(monkeypatch, value):
+    monkeypatch.setenv("MPNN_NUM_THREADS", value)
+    message = rf"MPNN_NUM_THREADS must be an integer >= 1; got '{value}'"
+    with pytest.raises(ValueError, match=message):
+        threads.thread_count()
+
+
+# ------------------------------------------------------------------ parallel
+@pytest.mark.skipif(not ON_NUMPY, reason="the pool is off on the CuPy backend (checked below)")
+def test_parallel_sets_blas_to_one_thread_and_restores_it(fake_blas):
+    assert not threads.active()
+    with threads.parallel():
+        assert threads.active()
+        assert fake_blas.num_threads == 1
+        with threads.parallel():  # re-entrant: the inner exit keeps the pool
+            pass
+        assert threads.active() and fake_blas.num_threads == 1
+        with threads.blas_threads():  # the recurrent layers' loops
+            assert fake_blas.num_threads == 4
+        assert fake_blas.num_threads == 1
+    assert not threads.active()
+    assert fake_blas.calls == [1, 4, 1, 4]
+
+
+@pytest.mark.skipif(not ON_NUMPY, reason="the pool is off on the CuPy backend (checked below)")
+def test_parallel_restores_blas_when_the_work_raises(fake_blas):
+    with pytest.raises(KeyError), threads.parallel():
+        raise KeyError("boom")
+    assert not threads.active()
+    assert fake_blas.num_threads == 4
+
+
+def test_parallel_is_off_with_one_thread_without_blas_control_and_on_a_gpu(monkeypatch):
+    blas = FakeBlas()
+    monkeypatch.setattr(threads, "_libraries", [blas])
+    monkeypatch.setenv("MPNN_NUM_THREADS", "1")
+    with threads.parallel():
+        assert not threads.active()
+    monkeypatch.setenv("MPNN_NUM_THREADS", "2")
+    monkeypatch.setattr(threads, "_libraries", None)
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # as if it were not installed
+    with threads.parallel():
+        assert not threads.active()
+    assert blas.calls == []
+    if not ON_NUMPY:
+        monkeypatch.setattr(threads, "_libraries", [blas])
+        with threads.parallel():
+            assert not threads.active()
+        assert blas.calls == []
+
+
+# ------------------------------------------------------------------ shares and run
+@pytest.mark.skipif(not ON_NUMPY, reason="the pool is off on the CuPy backend")
+def test_shares_cut_large_work_only_and_cover_the_range(fake_blas):
+    assert threads.shares(10, 1e12) == [(0, 10)]  # outside `parallel`
+    with threads.parallel():
+        assert threads.shares(10, 1e12) == [(0, 5), (5, 10)]
+        assert threads.shares(7, 1e12) == [(0, 4), (4, 7)]
+        assert threads.shares(1, 1e12) == [(0, 1)]
+        assert threads.shares(10, threads.MIN_WORK - 1) == [(0, 10)]
+
+
+@pytest.mark.skipif(not ON_NUMPY, reason="the pool is off on the CuPy backend")
+def test_run_uses_the_pool_keeps_order_errors_and_error_state(fake_blas):
+    def where(start, stop):
+        return start, stop, threading.current_thread().name, np.geterr()["over"]
+
+    with threads.parallel(), np.errstate(over="ignore"):
+        first, second = threads.run(where, 10, 1e12)
+    assert first[:2] == (0, 5) and second[:2] == (5, 10)
+    assert first[2] == threading.main_thread().name and second[2].startswith("mpnn")
+    assert first[3] == second[3] == "ignore"  # the caller's numpy.errstate reaches the pool
+
+    def fail(start, stop):
+        if start:
+            raise RuntimeError("in the pool")
+        return start
+
+    with threads.parallel(), pytest.raises(RuntimeError, match="in the pool"):
+        threads.run(fail, 10, 1e12)
+
+
+# ------------------------------------------------------------------ the layers, split
+@pytest.fixture
+def split_everything(fake_blas, monkeypatch):
+    """Inside `parallel`, with every piece of work large enough to be split."""
+    monkeypatch.setattr(threads, "MIN_WORK", 0)
+    with threads.parallel():
+        yield
+
+
+# (output channels, stride): the input gradient as a convolution (O <= C), col2im on
+# wide rows (O > C, stride 1), col2im with stride 2.
+@pytest.mark.parametrize(("depth", "stride"), [(2, 1), (4, 1), (2, 2)])
+def test_conv_split_across_threads_gives_the_loops_values_and_exact_gradients(
+    depth, stride, split_everything
+):
+    assert threads.active() == ON_NUMPY
+    layer = to_float64(Convolutional(depth, 3, (3, 6, 7), "he", padding="same", stride=stride))
+    x = np.random.default_rng(7).standard_normal((5, 3, 6, 7))  # shares of 3 and 2 samples
+    out = to_host(layer.forward(to_device(x)))
+    kernels, biases = to_host(layer.kernels), to_host(layer.biases)
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    h_out, w_out = out.shape[2:]
+    expected = np.zeros_like(out) + biases.reshape(1, -1, 1, 1)
+    for u in range(3):
+        for v in range(3):
+            window = padded[:, :, u : u + stride * h_out : stride, v : v + stride * w_out : stride]
+            expected += np.einsum("ncij,oc->noij", window, kernels[:, :, u, v])
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+    assert check_gradients(layer, x) == ["input", "kernels", "biases"]
+
+
+def test_dense_split_across_threads_gives_exact_gradients(split_everything):
+    layer = to_float64(Dense(3, 4, "he"))
+    x = np.random.default_rng(9).standard_normal((7, 4))
+    assert check_gradients(layer, x) == ["input", "weights", "biases"]
+    expected = x @ to_host(layer.weights) + to_host(layer.biases)
+    np.testing.assert_allclose(to_host(layer.forward(to_device(x))), expected, rtol=1e-12)
+
+
+@pytest.mark.skipif(not ON_NUMPY, reason="the pool is off on the CuPy backend")
+def test_model_calls_run_inside_parallel_and_leave_blas_as_it_was(fake_blas):
+    from mpneuralnetwork.callbacks import Callback
+    from mpneuralnetwork.losses import MSE
+    from mpneuralnetwork.model import Model
+
+    seen = []
+
+    class Watch(Callback):
+        def on_batch_end(self, batch, logs=None):
+            seen.append((threads.active(), fake_blas.num_threads))
+
+    model = Model([Convolutional(2, 3, (1, 4, 4), "he"), Flatten(), Dense(3, 8, "he")], MSE())
+    x = np.random.default_rng(0).standard_normal((8, 1, 4, 4)).astype(np.float32)
+    y = np.random.default_rng(1).standard_normal((8, 3)).astype(np.float32)
+    model.train(x, y, epochs=1, batch_size=4, verbose=0, callbacks=[Watch()], auto_evaluation=0)
+    assert seen == [(True, 1), (True, 1)]
+    model.predict(x)
+    model.evaluate(x, y)
+    assert not threads.active()
+    assert fake_blas.num_threads == 4
+    assert fake_blas.calls == [1, 4, 1, 4, 1, 4]
+    # a model without such a layer keeps BLAS's threads
+    Model([Dense(3, 4, "he")], MSE()).train(
+        x.reshape(8, -1)[:, :4], y, epochs=1, batch_size=4, verbose=0, auto_evaluation=0
+    )
+    assert fake_blas.calls == [1, 4, 1, 4, 1, 4]
