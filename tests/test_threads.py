@@ -10,7 +10,16 @@ import pytest
 
 from helpers import check_gradients, to_float64
 from mpneuralnetwork import threads, to_device, to_host, xp
-from mpneuralnetwork.layers import Convolutional, Dense, Flatten
+from mpneuralnetwork.activations import ReLU
+from mpneuralnetwork.layers import (
+    AveragePooling2D,
+    BatchNormalization,
+    BatchNormalization2D,
+    Convolutional,
+    Dense,
+    Flatten,
+    MaxPooling2D,
+)
 
 ON_NUMPY = xp.__name__ == "numpy"
 
@@ -196,3 +205,65 @@ def test_model_calls_run_inside_parallel_and_leave_blas_as_it_was(fake_blas):
         x.reshape(8, -1)[:, :4], y, epochs=1, batch_size=4, verbose=0, auto_evaluation=0
     )
     assert fake_blas.calls == [1, 4, 1, 4, 1, 4]
+
+
+def _float64(layer, input_shape):
+    layer.build(input_shape)
+    return to_float64(layer)
+
+
+def _serial(make, x, g, training=True):
+    """Forward output, backward result and parameter gradients of a fresh layer, no pool."""
+    layer = make()
+    out = to_host(layer.forward(to_device(x), training=training))
+    dx = to_host(layer.backward(to_device(g)))
+    return out, dx, {name: to_host(grad).copy() for name, (_, grad) in layer.params.items()}
+
+
+@pytest.mark.parametrize(
+    ("make", "shape", "training"),
+    [
+        (lambda: MaxPooling2D(2), (5, 3, 6, 6), True),  # two candidates: boolean indices
+        (lambda: MaxPooling2D(3, 2), (5, 3, 7, 7), True),  # overlapping, int16 indices
+        (lambda: AveragePooling2D(2, 1), (5, 3, 5, 5), True),
+        (lambda: _float64(BatchNormalization2D(), (3, 4, 4)), (5, 3, 4, 4), True),
+        (lambda: _float64(BatchNormalization2D(), (3, 4, 4)), (5, 3, 4, 4), False),
+        (lambda: _float64(BatchNormalization(), (3,)), (5, 3), True),
+        (ReLU, (5, 3, 4, 4), True),
+    ],
+)
+@pytest.mark.parametrize("channel_major", [False, True])
+def test_element_wise_layers_split_across_threads_match_one_thread(
+    make, shape, training, channel_major, fake_blas, monkeypatch
+):
+    # Without ties (distinct values): the pool must give the one-thread numbers, keep the
+    # memory order, and pass the finite-difference check.
+    rng = np.random.default_rng(10)
+    x = (rng.permutation(np.arange(np.prod(shape), dtype=np.float64)).reshape(shape) + 0.5) / 7 - 3
+    if channel_major and len(shape) == 4:
+        x = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    layer = make()
+    if isinstance(layer, BatchNormalization) and not training:
+        layer.forward(to_device(x))  # running statistics that are not the initial ones
+    out_shape = to_host(layer.forward(to_device(x), training=training)).shape
+    g = rng.standard_normal(out_shape)
+    reference = make()
+    if isinstance(layer, BatchNormalization):
+        reference.forward(to_device(x), training=False)  # builds it; no statistics change
+        reference.state = {key: value.copy() for key, value in layer.state.items()}
+    expected = _serial(lambda: reference, x, g, training)
+    monkeypatch.setattr(threads, "MIN_WORK", 0)
+    with threads.parallel():
+        assert threads.active() == ON_NUMPY
+        out = layer.forward(to_device(x), training=training)
+        dx = layer.backward(to_device(g))
+        if len(shape) == 4:
+            assert (out.strides[1] > out.strides[0]) == channel_major
+            assert (dx.strides[1] > dx.strides[0]) == channel_major
+        np.testing.assert_allclose(to_host(out), expected[0], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(to_host(dx), expected[1], rtol=1e-12, atol=1e-12)
+        for name, (_, grad) in layer.params.items():
+            np.testing.assert_allclose(to_host(grad), expected[2][name], rtol=1e-12)
+        if isinstance(layer, BatchNormalization) and not training:
+            return  # the finite differences would move the running statistics
+        check_gradients(layer, x, training=training)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import _checks
+from . import _checks, threads
 from .backend import ArrayType, xp
 from .layers.layer import Layer
 
@@ -22,6 +22,25 @@ def sigmoid(x: ArrayType) -> ArrayType:
     """1/(1 + e^−x), computed from e^−|x| so that nothing overflows."""
     e = xp.exp(-xp.abs(x))
     return xp.where(x >= 0, 1.0, e) / (1.0 + e)
+
+
+def _by_samples(function: Callable[..., Any], like: Any, dtype: Any, *arrays: Any) -> Any:
+    """``function(out, *arrays)`` for an element-wise ufunc, the batch split across threads.
+
+    ``out`` has the shape and memory order of ``like`` and the given dtype (for a
+    scalar ``like``, ``function`` allocates the result itself).
+    """
+    if xp.ndim(like) == 0:
+        return function(None, *arrays)
+    out = xp.empty_like(like, dtype=dtype)
+    if not threads.active():
+        return function(out, *arrays)
+
+    def share(first: int, last: int) -> None:
+        function(out[first:last], *(a[first:last] for a in arrays))
+
+    threads.run(share, like.shape[0], 100 * like.size)
+    return out
 
 
 class Activation(Layer):
@@ -92,8 +111,22 @@ class ReLU(Activation):
     def __init__(self) -> None:
         super().__init__(lambda x: xp.maximum(x, 0.0), lambda x: (x > 0).astype(x.dtype))
 
+    def forward(self, input_batch: ArrayType, training: bool = True) -> ArrayType:
+        """Same shape in and out; scalars are accepted."""
+        x = self._check_input(input_batch)
+        self.input = x
+        self.output = _by_samples(lambda out, a: xp.maximum(a, 0.0, out=out), x, x.dtype, x)
+        return self.output
+
     def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
-        return self._gradient(output_gradient_batch) * (self.input > 0)
+        g = self._gradient(output_gradient_batch)
+        if xp.ndim(g) == 0:  # a constant gradient: the result takes the input's shape
+            return g * (self.input > 0)
+        # In the input's memory order, as every layer hands its gradient back.
+        def mask(out: Any, a: Any, b: Any) -> Any:
+            return xp.multiply(a, b > 0, out=out)
+
+        return _by_samples(mask, self.input, g.dtype, g, self.input)
 
 
 class PReLU(Activation):

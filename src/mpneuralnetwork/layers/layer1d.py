@@ -286,31 +286,42 @@ class BatchNormalization(Layer):
         if x.dtype != self.gamma.dtype:
             x = x.astype(self.gamma.dtype)
         self.input = x
+        if training and x.shape[0] == 0:
+            raise ValueError(
+                f"{type(self).__name__}.forward: input_batch must hold at least one sample "
+                "to compute batch statistics; got an empty batch"
+            )
         axes = self.reduce_axes
+        shape, dtype = self.gamma.shape, x.dtype
+        mean, var = xp.empty(shape, dtype=dtype), xp.empty(shape, dtype=dtype)
+        inv_std = xp.empty(shape, dtype=dtype)
+        centered, out = xp.empty_like(x), xp.empty_like(x)  # in x's memory order
+
+        def share(first: int, last: int) -> None:  # features (channels) first to last − 1
+            part, f = x[:, first:last], slice(first, last)
+            if training:
+                mean[:, f] = part.mean(axis=axes, keepdims=True)
+                c = xp.subtract(part, mean[:, f], out=centered[:, f])
+                var[:, f] = _sum_of_products(c, c, axes) / _count(part, axes)
+            else:
+                c = xp.subtract(part, self.cache_m[:, f], out=centered[:, f])
+                var[:, f] = self.cache_v[:, f]
+            inv_std[:, f] = 1.0 / xp.sqrt(var[:, f] + self.epsilon)
+            # gamma·x̂ + beta with x̂ = centered·inv_std: one scale per feature, so x̂
+            # itself is never written (backward works from `centered` too).
+            y = xp.multiply(c, self.gamma[:, f] * inv_std[:, f], out=out[:, f])
+            y += self.beta[:, f]
+
+        # Every statistic belongs to one feature: the features split across threads.
+        threads.run(share, x.shape[1], 100 * x.size)
         if training:
-            if x.shape[0] == 0:
-                raise ValueError(
-                    f"{type(self).__name__}.forward: input_batch must hold at least one sample "
-                    "to compute batch statistics; got an empty batch"
-                )
-            mean = x.mean(axis=axes, keepdims=True)
-            centered = x - mean
-            var = _sum_of_products(centered, centered, axes) / _count(x, axes)
             m = self.momentum
             self.cache_m *= m
             self.cache_m += (1.0 - m) * mean
             self.cache_v *= m
             self.cache_v += (1.0 - m) * var
-        else:
-            centered = x - self.cache_m
-            var = self.cache_v
-        self._inv_std = 1.0 / xp.sqrt(var + self.epsilon)
-        self._centered = centered
+        self._inv_std, self._centered = inv_std, centered
         self._trained_forward = bool(training)
-        # gamma·x̂ + beta with x̂ = centered·inv_std: one scale per feature, so x̂
-        # itself is never written (backward works from `centered` too).
-        out = centered * (self.gamma * self._inv_std)
-        out += self.beta
         self.output = out
         return out
 
@@ -324,17 +335,29 @@ class BatchNormalization(Layer):
         g = self._check_gradient(output_gradient_batch)
         axes = self.reduce_axes
         centered, inv_std = self._centered, self._inv_std
-        sum_g_centered = _sum_of_products(g, centered, axes)  # Σ(G·x̂) / inv_std
-        self.gamma_gradient = sum_g_centered * inv_std
-        self.beta_gradient = g.sum(axis=axes, keepdims=True)
-        scale = self.gamma * inv_std
-        if not self._trained_forward:  # running statistics are constants
-            return g * scale
+        dtype = xp.result_type(g.dtype, centered.dtype)
+        self.gamma_gradient = xp.empty(inv_std.shape, dtype=dtype)
+        self.beta_gradient = xp.empty(inv_std.shape, dtype=dtype)
+        d_input = xp.empty_like(centered, dtype=dtype)  # in the input's memory order
         n = _count(g, axes)
-        d_input = centered * (sum_g_centered * (inv_std * inv_std / n))
-        xp.subtract(g, d_input, out=d_input)
-        d_input -= self.beta_gradient / n
-        d_input *= scale
+
+        def share(first: int, last: int) -> None:  # features (channels) first to last − 1
+            f = slice(first, last)
+            part, c, inv = g[:, f], centered[:, f], inv_std[:, f]
+            sum_g_centered = _sum_of_products(part, c, axes)  # Σ(G·x̂) / inv_std
+            self.gamma_gradient[:, f] = sum_g_centered * inv
+            self.beta_gradient[:, f] = part.sum(axis=axes, keepdims=True)
+            scale = self.gamma[:, f] * inv
+            d = d_input[:, f]
+            if not self._trained_forward:  # running statistics are constants
+                xp.multiply(part, scale, out=d)
+                return
+            xp.multiply(c, sum_g_centered * (inv * inv / n), out=d)
+            xp.subtract(part, d, out=d)
+            d -= self.beta_gradient[:, f] / n
+            d *= scale
+
+        threads.run(share, g.shape[1], 100 * g.size)
         return d_input
 
     @property

@@ -338,14 +338,32 @@ class _Pooling2D(Layer):
         # In the input's memory order, so the layers below keep theirs (channel-major
         # after a convolution) and a convolution's backward needs no transposing copy.
         channel_major = self.input.strides[1] > self.input.strides[0]
-        to_rows = _zeros_unless_tiled((n, c, h, g.shape[3]), rows, 2, g.dtype, channel_major)
-        _route(to_rows, rows, g, row_index, axis=2)
         d_input = _zeros_unless_tiled((n, c, h, w), cols, 3, g.dtype, channel_major)
-        _route(d_input, cols, to_rows, col_index, axis=3)
+
+        def share(first: int, last: int) -> None:  # channels first to last − 1
+            f = slice(first, last)
+            shape = (n, last - first, h, g.shape[3])
+            to_rows = _zeros_unless_tiled(shape, rows, 2, g.dtype, channel_major)
+            _route(to_rows, rows, g[:, f], _part(row_index, f), axis=2)
+            _route(d_input[:, f], cols, to_rows, _part(col_index, f), axis=3)
+
+        threads.run(share, c, 100 * d_input.size)  # every window belongs to one channel
         return d_input
 
     def get_config(self) -> dict[str, Any]:
         return {"type": type(self).__name__, "pool_size": self.pool_size, "strides": self.strides}
+
+
+def _part(index: Any, channels: slice) -> Any:
+    """The channels of an (N, C, …) index array, or None."""
+    return None if index is None else index[:, channels]
+
+
+def _channel_major_like(x: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+    """An empty (N, C, …) array laid out (C, N, …) in memory when ``x`` is."""
+    if x.strides[1] > x.strides[0]:
+        return xp.empty((shape[1], shape[0], *shape[2:]), dtype=dtype).swapaxes(0, 1)
+    return xp.empty(shape, dtype=dtype)
 
 
 def _max_and_argmax(candidates: list[Any]) -> tuple[Any, Any]:
@@ -386,10 +404,34 @@ class MaxPooling2D(_Pooling2D):
     def forward(self, input_batch: ArrayType, training: bool = True) -> ArrayType:
         x = self._prepare(input_batch)
         rows, cols = self._slices()
-        # Row maxima along W, then the maximum of those along H: the first maximum
-        # in row-major window order wins, so ties send the gradient to one place.
-        row_max, self._col_index = _max_and_argmax([x[:, :, :, c] for c in cols])
-        self.output, self._row_index = _max_and_argmax([row_max[:, :, r, :] for r in rows])
+
+        def pool(part: Any) -> tuple[Any, Any, Any]:
+            # Row maxima along W, then the maximum of those along H: the first maximum
+            # in row-major window order wins, so ties send the gradient to one place.
+            row_max, col_index = _max_and_argmax([part[:, :, :, c] for c in cols])
+            out, row_index = _max_and_argmax([row_max[:, :, r, :] for r in rows])
+            return out, row_index, col_index
+
+        if len(threads.shares(x.shape[1], 100 * x.size)) == 1:
+            self.output, self._row_index, self._col_index = pool(x)
+            return self.output
+        # Every window belongs to one channel: the channels split across threads,
+        # each share writing its part of the results.
+        n, c, h, _ = x.shape
+        h_out, w_out = self._known("output_shape")[1:]
+        index_dtype = xp.bool_ if len(rows) <= 2 else xp.int16  # see _max_and_argmax
+        results = (
+            _channel_major_like(x, (n, c, h_out, w_out), x.dtype),
+            _channel_major_like(x, (n, c, h_out, w_out), index_dtype),
+            _channel_major_like(x, (n, c, h, w_out), index_dtype),
+        )
+
+        def share(first: int, last: int) -> None:
+            for whole, part in zip(results, pool(x[:, first:last]), strict=True):
+                whole[:, first:last] = part
+
+        threads.run(share, c, 100 * x.size)
+        self.output, self._row_index, self._col_index = results
         return self.output
 
     def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
