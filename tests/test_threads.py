@@ -267,3 +267,32 @@ def test_element_wise_layers_split_across_threads_match_one_thread(
         if isinstance(layer, BatchNormalization) and not training:
             return  # the finite differences would move the running statistics
         check_gradients(layer, x, training=training)
+
+
+@pytest.mark.parametrize("optimizer", ["SGD", "RMSprop", "Adam"])
+def test_optimizer_blocks_split_across_threads_update_bit_for_bit(
+    optimizer, fake_blas, monkeypatch
+):
+    from mpneuralnetwork import optimizers
+
+    monkeypatch.setattr(optimizers, "BLOCK", 7)  # 5 blocks of a 4x8 weight, the last short
+    layers = [to_float64(Dense(8, 4, "he")) for _ in range(2)]
+    layers[1].weights[...] = layers[0].weights
+    layers[1].biases[...] = layers[0].biases
+    rng = np.random.default_rng(11)
+    for layer in layers:
+        layer.weights_gradient = to_device(rng.standard_normal((4, 8)))
+        layer.biases_gradient = to_device(rng.standard_normal((1, 8)))
+    layers[1].weights_gradient[...] = layers[0].weights_gradient
+    layers[1].biases_gradient[...] = layers[0].biases_gradient
+    serial, split = getattr(optimizers, optimizer)(), getattr(optimizers, optimizer)()
+    if optimizers.BLOCK is not None:  # None on the GPU: one update per parameter
+        for _ in range(2):
+            serial.step([layers[0]])
+        monkeypatch.setattr(threads, "MIN_WORK", 0)
+        with threads.parallel():
+            assert threads.shares(5, 100 * 32) == ([(0, 3), (3, 5)] if ON_NUMPY else [(0, 5)])
+            for _ in range(2):
+                split.step([layers[1]])
+        np.testing.assert_array_equal(to_host(layers[1].weights), to_host(layers[0].weights))
+        np.testing.assert_array_equal(to_host(layers[1].biases), to_host(layers[0].biases))

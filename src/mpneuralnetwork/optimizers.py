@@ -13,7 +13,7 @@ from typing import Any, Literal, get_args
 
 import numpy
 
-from . import _checks
+from . import _checks, threads
 from .backend import ArrayType, xp
 
 __all__ = ["SGD", "Adam", "Lit_R", "Optimizer", "RMSprop"]
@@ -102,10 +102,21 @@ class Optimizer:
                 or not all(a.flags.c_contiguous for a in arrays)
             ):
                 self._update(name, *arrays)
-                continue
-            flat = [a.reshape(-1) for a in arrays]  # views: the arrays are contiguous
-            for start in range(0, value.size, BLOCK):
-                self._update(name, *(a[start : start + BLOCK] for a in flat))
+            else:
+                self._update_blocks(name, [a.reshape(-1) for a in arrays])  # views
+
+    def _update_blocks(self, name: str, flat: list[Any]) -> None:
+        """`_update` block by block over flat views; with `threads` active, the blocks
+        (independent: the update is element-wise) split across the cores."""
+        size = flat[0].size
+        step = BLOCK or size
+        blocks = range(0, size, step)
+
+        def share(first: int, last: int) -> None:
+            for start in blocks[first:last]:
+                self._update(name, *(a[start : start + step] for a in flat))
+
+        threads.run(share, len(blocks), 100 * size)
 
     def _clip(self, gradients: list[ArrayType]) -> None:
         """Clip the gradients in place, by value then by global norm."""
