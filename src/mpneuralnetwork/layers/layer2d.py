@@ -147,9 +147,8 @@ class Convolutional(Layer):
         # the windows of the output gradient (see `backward`).
         keep = training and not (self.needs_input_gradient and self._gradient_as_convolution())
         self._cols = self._windows_buffer(n * h_out * w_out) if keep else None
-        correlate(x.transpose(1, 0, 2, 3), kernels.reshape(o, -1), k, s, p, rows, self._cols)
-        if self.biases is not None:
-            rows += self.biases.reshape(-1, 1)
+        images = x.transpose(1, 0, 2, 3)
+        correlate(images, kernels.reshape(o, -1), k, s, p, rows, self._cols, self.biases)
         # An (N, O, Ho, Wo) view of the (O, N, Ho, Wo) product: element-wise layers
         # keep this memory order, so no transposing copy is made here.
         self.output = rows.reshape(o, n, h_out, w_out).transpose(1, 0, 2, 3)
@@ -166,7 +165,7 @@ class Convolutional(Layer):
         g_rows = g.transpose(1, 0, 2, 3).reshape(o, -1)  # (O, N·Ho·Wo), free when channel-major
         kernels, k, s, p = self.kernels, self.kernel_size, self.stride, self.padding
         if self.biases is not None:
-            self.biases_gradient = g_rows.sum(axis=1)
+            self.biases_gradient = _row_sums(g_rows)
         if self.needs_input_gradient and self._gradient_as_convolution():
             return self._backward_as_convolution(g)
         if self._cols is None:  # the forward pass ran in inference mode: take the windows now
@@ -257,6 +256,16 @@ class Convolutional(Layer):
             "stride": self.stride,
             "padding": self.padding_arg,
         }
+
+
+def _row_sums(a: ArrayType) -> ArrayType:
+    """``a.sum(axis=1)`` of an (R, M) array, its columns cut into one share per thread."""
+    total, *others = threads.run(
+        lambda start, stop: a[:, start:stop].sum(axis=1), a.shape[1], 100 * a.size
+    )
+    for other in others:
+        total += other
+    return total
 
 
 def _product_summed(a: ArrayType, b: ArrayType) -> ArrayType:

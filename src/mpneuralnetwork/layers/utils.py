@@ -238,11 +238,13 @@ def correlate(
     padding: int,
     out: ArrayType,
     keep: ArrayType | None = None,
+    biases: ArrayType | None = None,
 ) -> None:
-    """``out = weights @ im2col(images)``: a convolution as matrix products, block by block.
+    """``out = weights @ im2col(images) (+ biases)``: a convolution as products, by blocks.
 
     Each block of windows (see `window_blocks`) is multiplied right after the copy
-    that made it, while it is in the cache.
+    that made it, while it is in the cache, and the biases are added to the block's
+    product while that is in the cache in turn.
 
     Args:
         images: (C, N, H, W)-shaped, any strides: a channel-major view of a batch.
@@ -253,6 +255,7 @@ def correlate(
         out: (O, N·H_out·W_out) array receiving the product.
         keep: Optional contiguous (C·K·K, N·H_out·W_out) array that receives every
             window (for the kernel gradient).
+        biases: Optional (O,) values added to each row of ``out``.
     """
     n = images.shape[1]
     size = out.shape[1] // n
@@ -262,6 +265,9 @@ def correlate(
         for start, stop, rows in window_blocks(
             images[:, first:last], window_size, stride, padding, kept
         ):
-            xp.matmul(weights, rows, out=out[:, (first + start) * size : (first + stop) * size])
+            block = out[:, (first + start) * size : (first + stop) * size]
+            xp.matmul(weights, rows, out=block)
+            if biases is not None:
+                block += biases.reshape(-1, 1)
 
     threads.run(share, n, 2 * weights.size * out.shape[1])
