@@ -153,6 +153,17 @@ def test_conv_keeps_windows_only_where_backward_reads_them(
     np.testing.assert_allclose(to_host(layer.kernels_gradient), expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize(("depth", "stride"), [(2, 1), (4, 1), (2, 2)])  # each route
+def test_conv_empty_batch_gives_empty_outputs_and_zero_gradients(depth, stride):
+    layer = Convolutional(depth, 3, (3, 5, 5), "he", padding="same", stride=stride)
+    out = layer.forward(to_device(np.zeros((0, 3, 5, 5), dtype=np.float32)))
+    assert out.shape == (0, *layer.output_shape)
+    dx = layer.backward(to_device(np.zeros(out.shape, dtype=np.float32)))
+    assert dx.shape == (0, 3, 5, 5)
+    np.testing.assert_array_equal(to_host(layer.kernels_gradient), np.zeros((depth, 3, 3, 3)))
+    np.testing.assert_array_equal(to_host(layer.biases_gradient), np.zeros(depth))
+
+
 def test_conv_batch_of_one_and_single_channel():
     layer = to_float64(Convolutional(1, 3, (1, 5, 6), "he", padding=1, stride=2))
     check_gradients(layer, np.random.default_rng(2).standard_normal((1, 1, 5, 6)))

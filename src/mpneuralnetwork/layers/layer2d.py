@@ -185,7 +185,7 @@ class Convolutional(Layer):
             g_wide = xp.zeros((o, n, h_out, w_pad), dtype=g.dtype)
             g_wide[..., :w_out] = g.transpose(1, 0, 2, 3)
             d_cols = _product_split(kernels.reshape(o, -1).T, g_wide.reshape(o, -1))
-            d_padded = add_wide_windows(d_cols.reshape(c, k, k, n, -1), h_pad, w_pad)
+            d_padded = add_wide_windows(d_cols.reshape(c, k, k, n, h_out * w_pad), h_pad, w_pad)
         else:
             d_cols = _product_split(kernels.reshape(o, -1).T, g_rows)  # (C·K·K, N·Ho·Wo)
             d_windows = d_cols.reshape(c, k, k, n, h_out, w_out)
@@ -232,7 +232,7 @@ class Convolutional(Layer):
                 else:
                     part = xp.matmul(rows, inputs.T, out=part)
                     total += part
-            return total
+            return xp.zeros((o * k * k, c), dtype=dtype) if total is None else total  # no samples
 
         gradient, *others = threads.run(share, n, 4 * flipped.size * d_rows.shape[1])
         for other in others:

@@ -208,7 +208,7 @@ def window_blocks(
     k, s, p = window_size, stride, padding
     h_out, w_out = output_length(h, k, s, p), output_length(w, k, s, p)
     size = h_out * w_out
-    block = n
+    block = max(n, 1)
     if xp.__name__ == "numpy":  # a GPU gains nothing from blocks, only kernel launches
         block = max(1, min(n, BLOCK_BYTES // (c * k * k * size * images.itemsize)))
     if keep is not None:
@@ -257,8 +257,10 @@ def correlate(
             window (for the kernel gradient).
         biases: Optional (O,) values added to each row of ``out``.
     """
-    n = images.shape[1]
-    size = out.shape[1] // n
+    n, h, w = images.shape[1:]
+    size = output_length(h, window_size, stride, padding) * output_length(
+        w, window_size, stride, padding
+    )
 
     def share(first: int, last: int) -> None:  # samples first to last − 1
         kept = None if keep is None else keep[:, first * size : last * size]
