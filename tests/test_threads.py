@@ -139,6 +139,22 @@ def test_run_uses_the_pool_keeps_order_errors_and_error_state(fake_blas):
         threads.run(fail, 10, 1e12)
 
 
+@pytest.mark.parametrize("shape", [(7, 3, 2), (2, 3, 7)])  # split by rows, by columns
+def test_matmul_and_total_split_across_threads(shape, fake_blas, monkeypatch):
+    rows, depth, columns = shape
+    rng = np.random.default_rng(12)
+    a_host, b_host = rng.standard_normal((rows, depth)), rng.standard_normal((depth, columns))
+    a, b = to_device(a_host), to_device(b_host)
+    monkeypatch.setattr(threads, "MIN_WORK", 0)
+    with threads.parallel():
+        shares = threads.shares(max(rows, columns), 1)
+        assert len(shares) == (2 if ON_NUMPY else 1)
+        np.testing.assert_allclose(to_host(threads.matmul(a, b)), a_host @ b_host, rtol=1e-14)
+        summed = threads.total(lambda start, stop: a[:, start:stop] @ b[start:stop], depth, 1)
+        np.testing.assert_allclose(to_host(summed), a_host @ b_host, rtol=1e-14)
+        assert threads.total(lambda start, stop: stop - start, 9, 1) == 9
+
+
 # ------------------------------------------------------------------ the layers, split
 @pytest.fixture
 def split_everything(fake_blas, monkeypatch):

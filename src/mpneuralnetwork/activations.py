@@ -122,6 +122,7 @@ class ReLU(Activation):
         g = self._gradient(output_gradient_batch)
         if xp.ndim(g) == 0:  # a constant gradient: the result takes the input's shape
             return g * (self.input > 0)
+
         # In the input's memory order, as every layer hands its gradient back.
         def mask(out: Any, a: Any, b: Any) -> Any:
             return xp.multiply(a, b > 0, out=out)

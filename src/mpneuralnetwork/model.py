@@ -49,6 +49,7 @@ def _in_parallel(method: F) -> F:
 
     return wrapper  # type: ignore[return-value]
 
+
 class Model:
     """A feed-forward network: layers, a loss on logits, an optimizer and metrics.
 

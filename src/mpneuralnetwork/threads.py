@@ -33,7 +33,17 @@ from typing import Any, TypeVar
 
 from .backend import xp
 
-__all__ = ["MIN_WORK", "active", "blas_threads", "parallel", "run", "shares", "thread_count"]
+__all__ = [
+    "MIN_WORK",
+    "active",
+    "blas_threads",
+    "matmul",
+    "parallel",
+    "run",
+    "shares",
+    "thread_count",
+    "total",
+]
 
 T = TypeVar("T")
 
@@ -157,8 +167,41 @@ def run(task: Callable[[int, int], T], count: int, work: float) -> list[T]:
     # Each share runs in a copy of the caller's context: NumPy's error state
     # (``numpy.errstate``) is a context variable, and a pool thread has its own.
     futures = [
-        _pool.submit(contextvars.copy_context().run, task, start, stop)
-        for start, stop in parts[1:]
+        _pool.submit(contextvars.copy_context().run, task, start, stop) for start, stop in parts[1:]
     ]
     first = task(*parts[0])
     return [first, *(future.result() for future in futures)]
+
+
+def total(task: Callable[[int, int], Any], count: int, work: float) -> Any:
+    """The sum of `run`'s results: for a reduction whose shares give partial sums.
+
+    The partial sums are added in share order, into the first one.
+    """
+    first, *others = run(task, count, work)
+    for other in others:
+        first += other
+    return first
+
+
+def matmul(a: Any, b: Any) -> Any:
+    """``a @ b`` of 2-D arrays, cut along the longer side of the result when large.
+
+    Rows of ``a`` or columns of ``b`` go to the shares: each thread then runs a
+    product of the full depth, the shape BLAS runs at speed.
+    """
+    rows, columns = a.shape[0], b.shape[1]
+    out = xp.empty((rows, columns), dtype=xp.result_type(a.dtype, b.dtype))
+
+    def by_rows(start: int, stop: int) -> None:
+        xp.matmul(a[start:stop], b, out=out[start:stop])
+
+    def by_columns(start: int, stop: int) -> None:
+        xp.matmul(a, b[:, start:stop], out=out[:, start:stop])
+
+    work = 2 * rows * a.shape[1] * columns
+    if rows >= columns:
+        run(by_rows, rows, work)
+    else:
+        run(by_columns, columns, work)
+    return out

@@ -23,20 +23,6 @@ def init_std(method: str, fan_in: int) -> float:
     return 0.1
 
 
-def _rows_product(a: ArrayType, b: ArrayType) -> ArrayType:
-    """``a @ b``, the rows of ``a`` cut into one share per thread when it is large."""
-    work = 2 * a.shape[0] * a.shape[1] * b.shape[1]
-    if not threads.active() or work < threads.MIN_WORK:
-        return a @ b
-    out = xp.empty((a.shape[0], b.shape[1]), dtype=xp.result_type(a.dtype, b.dtype))
-
-    def share(start: int, stop: int) -> None:
-        xp.matmul(a[start:stop], b, out=out[start:stop])
-
-    threads.run(share, a.shape[0], work)
-    return out
-
-
 class Dense(Layer):
     """Fully connected layer: ``Y = X @ W + b``.
 
@@ -128,7 +114,7 @@ class Dense(Layer):
         if x.dtype != weights.dtype:
             x = x.astype(weights.dtype)
         self.input = x
-        y = _rows_product(x, weights)
+        y = threads.matmul(x, weights)
         if self.biases is not None:
             y += self.biases
         self.output = y
@@ -137,12 +123,12 @@ class Dense(Layer):
     def backward(self, output_gradient_batch: ArrayType) -> ArrayType | None:
         """Store dW = Xᵀ G and db = Σ_batch G; return G Wᵀ (N, input_size)."""
         g = self._check_gradient(output_gradient_batch)
-        self.weights_gradient = _rows_product(self.input.T, g)
+        self.weights_gradient = threads.matmul(self.input.T, g)
         if self.biases is not None:
             self.biases_gradient = g.sum(axis=0, keepdims=True)
         if not self.needs_input_gradient:
             return None
-        return _rows_product(g, self.weights.T)
+        return threads.matmul(g, self.weights.T)
 
     @property
     def params(self) -> dict[str, tuple[ArrayType, ArrayType]]:

@@ -165,7 +165,10 @@ class Convolutional(Layer):
         g_rows = g.transpose(1, 0, 2, 3).reshape(o, -1)  # (O, N·Ho·Wo), free when channel-major
         kernels, k, s, p = self.kernels, self.kernel_size, self.stride, self.padding
         if self.biases is not None:
-            self.biases_gradient = _row_sums(g_rows)
+            # Partial sums over the shares' columns (samples, positions).
+            self.biases_gradient = threads.total(
+                lambda start, stop: g_rows[:, start:stop].sum(axis=1), g_rows.shape[1], 100 * g.size
+            )
         if self.needs_input_gradient and self._gradient_as_convolution():
             return self._backward_as_convolution(g)
         if self._cols is None:  # the forward pass ran in inference mode: take the windows now
@@ -173,7 +176,13 @@ class Convolutional(Layer):
             images = self.input.transpose(1, 0, 2, 3)
             scratch = xp.empty((o, n * h_out * w_out), dtype=kernels.dtype)  # output, unused
             correlate(images, kernels.reshape(o, -1), k, s, p, scratch, self._cols)
-        self.kernels_gradient = _product_summed(g_rows, self._cols.T).reshape(kernels.shape)
+        cols, columns = self._cols, g_rows.shape[1]
+        # Partial products over the shares of the contracted axis (samples, positions).
+        self.kernels_gradient = threads.total(
+            lambda start, stop: g_rows[:, start:stop] @ cols[:, start:stop].T,
+            columns,
+            2 * g_rows.shape[0] * cols.shape[0] * columns,
+        ).reshape(kernels.shape)
         if not self.needs_input_gradient:
             return None
         c = kernels.shape[1]
@@ -184,10 +193,10 @@ class Convolutional(Layer):
             # then adds K² long contiguous runs instead of N·C·Ho short rows each.
             g_wide = xp.zeros((o, n, h_out, w_pad), dtype=g.dtype)
             g_wide[..., :w_out] = g.transpose(1, 0, 2, 3)
-            d_cols = _product_split(kernels.reshape(o, -1).T, g_wide.reshape(o, -1))
+            d_cols = threads.matmul(kernels.reshape(o, -1).T, g_wide.reshape(o, -1))
             d_padded = add_wide_windows(d_cols.reshape(c, k, k, n, h_out * w_pad), h_pad, w_pad)
         else:
-            d_cols = _product_split(kernels.reshape(o, -1).T, g_rows)  # (C·K·K, N·Ho·Wo)
+            d_cols = threads.matmul(kernels.reshape(o, -1).T, g_rows)  # (C·K·K, N·Ho·Wo)
             d_windows = d_cols.reshape(c, k, k, n, h_out, w_out)
             d_padded = add_windows(d_windows, h_pad, w_pad, s)  # col2im, channel-major
         return d_padded[:, :, p : p + h, p : p + w].transpose(1, 0, 2, 3)
@@ -234,9 +243,7 @@ class Convolutional(Layer):
                     total += part
             return xp.zeros((o * k * k, c), dtype=dtype) if total is None else total  # no samples
 
-        gradient, *others = threads.run(share, n, 4 * flipped.size * d_rows.shape[1])
-        for other in others:
-            gradient += other
+        gradient = threads.total(share, n, 4 * flipped.size * d_rows.shape[1])
         flipped_gradient = gradient.reshape(o, k, k, c)[:, ::-1, ::-1].transpose(0, 3, 1, 2)
         self.kernels_gradient = xp.ascontiguousarray(flipped_gradient)
         return d_rows.reshape(c, n, h, w).transpose(1, 0, 2, 3)
@@ -256,38 +263,6 @@ class Convolutional(Layer):
             "stride": self.stride,
             "padding": self.padding_arg,
         }
-
-
-def _row_sums(a: ArrayType) -> ArrayType:
-    """``a.sum(axis=1)`` of an (R, M) array, its columns cut into one share per thread."""
-    total, *others = threads.run(
-        lambda start, stop: a[:, start:stop].sum(axis=1), a.shape[1], 100 * a.size
-    )
-    for other in others:
-        total += other
-    return total
-
-
-def _product_summed(a: ArrayType, b: ArrayType) -> ArrayType:
-    """``a @ b`` with the contracted axis cut into one share per thread, summed."""
-    depth = a.shape[1]
-    work = 2 * a.shape[0] * depth * b.shape[1]
-    total, *others = threads.run(lambda start, stop: a[:, start:stop] @ b[start:stop], depth, work)
-    for other in others:
-        total += other
-    return total
-
-
-def _product_split(a: ArrayType, b: ArrayType) -> ArrayType:
-    """``a @ b`` with the columns of ``b`` cut into one share per thread."""
-    out = xp.empty((a.shape[0], b.shape[1]), dtype=xp.result_type(a.dtype, b.dtype))
-    columns = b.shape[1]
-
-    def share(start: int, stop: int) -> None:
-        xp.matmul(a, b[:, start:stop], out=out[:, start:stop])
-
-    threads.run(share, columns, 2 * a.size * columns)
-    return out
 
 
 def _window_slice(offset: int, stride: int, count: int) -> slice:
