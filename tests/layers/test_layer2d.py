@@ -378,6 +378,41 @@ def test_max_pooling_ties_send_gradient_to_one_position(strides):
     assert dx.sum() == pytest.approx(g.sum(), rel=1e-5)
 
 
+def naive_max_pool_with_ties(x, g, k):
+    """Loops: forward maxima, and each window's gradient sent to its first maximum in
+    row-major window order (``argmax`` of the flattened window), as PyTorch does."""
+    n, c, h, w = x.shape
+    h_out, w_out = h // k, w // k
+    out = np.zeros((n, c, h_out, w_out), dtype=x.dtype)
+    dx = np.zeros_like(x)
+    for b, ch, i, j in itertools.product(range(n), range(c), range(h_out), range(w_out)):
+        window = x[b, ch, i * k : i * k + k, j * k : j * k + k]
+        first = int(np.argmax(window))  # the first maximum, row-major
+        out[b, ch, i, j] = window.max()
+        dx[b, ch, i * k + first // k, j * k + first % k] += g[b, ch, i, j]
+    return out, dx
+
+
+@pytest.mark.parametrize("channel_major", [False, True])
+@pytest.mark.parametrize(("k", "h", "w"), [(2, 6, 8), (2, 7, 9), (3, 9, 6), (3, 10, 11)])
+def test_max_pooling_matches_loops_with_ties(k, h, w, channel_major):
+    # Few distinct values make ties common: the first maximum of each window in
+    # row-major order must get its gradient, in either memory order of the input.
+    rng = np.random.default_rng(k * 100 + h)
+    x = rng.integers(0, 3, size=(3, 4, h, w)).astype(np.float32)
+    if channel_major:  # a convolution's memory order: (C, N, H, W)
+        x = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    layer = MaxPooling2D(k)
+    out = layer.forward(to_device(x))
+    g = rng.standard_normal(out.shape).astype(np.float32)
+    dx = to_host(layer.backward(to_device(g)))
+    expected_out, expected_dx = naive_max_pool_with_ties(x, g, k)
+    np.testing.assert_array_equal(to_host(out), expected_out)
+    np.testing.assert_array_equal(dx, expected_dx)
+    if xp.__name__ == "numpy":  # the gradient keeps the input's memory order
+        assert (dx.strides[1] > dx.strides[0]) == channel_major
+
+
 def test_pooling_config_round_trip_keeps_pool_size_and_strides():
     for cls in (MaxPooling2D, AveragePooling2D):
         layer = cls(3, strides=1)
