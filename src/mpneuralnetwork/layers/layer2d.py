@@ -350,28 +350,33 @@ def _channel_major_like(x: Any, shape: tuple[int, ...], dtype: Any) -> Any:
     return xp.empty(shape, dtype=dtype)
 
 
-def _max_and_argmax(candidates: list[Any]) -> tuple[Any, Any]:
-    """Element-wise maximum of same-shape arrays and the index of the first maximum.
+def _index_dtype(count: int) -> Any:
+    """The dtype of the index of the maximum among ``count`` candidates.
 
-    The index is boolean for two candidates (the usual 2×2 pooling): the first
-    comparison is already the answer, one byte per element instead of two.
+    Boolean for two (the usual 2×2 pooling): the first comparison is already the
+    answer, one byte per element instead of two.
     """
-    best = candidates[0].copy(order="K")  # keeps the input's memory order
-    index: Any = None
-    for i, candidate in enumerate(candidates[1:], start=1):
+    return xp.bool_ if count <= 2 else xp.int16
+
+
+def _max_and_argmax(candidates: list[Any], best: Any, index: Any) -> None:
+    """``best`` ← element-wise maximum of same-shape arrays, ``index`` ← that of the first.
+
+    ``index`` has `_index_dtype`: with two candidates it is True where the second wins.
+    """
+    first, *others = candidates
+    if len(others) == 1:
+        xp.greater(others[0], first, out=index)  # strictly: a tie keeps the earlier position
+        xp.maximum(first, others[0], out=best)
+        return
+    xp.copyto(best, first)
+    index[...] = 0
+    for i, candidate in enumerate(others, start=1):
         better = candidate > best  # strictly: a tie keeps the earlier position
         xp.maximum(best, candidate, out=best)
-        if index is None:
-            index = better  # 1 where the second candidate wins, else 0
-            continue
-        if index.dtype == xp.bool_:
-            index = index.astype(xp.int16)
         # i grows with each candidate, so where ``better`` holds, i is the new maximum
         # index: one arithmetic pass instead of a slower masked write.
         xp.maximum(index, better * xp.int16(i), out=index)
-    if index is None:  # a window of one
-        index = xp.zeros_like(best, dtype=xp.bool_)
-    return best, index
 
 
 class MaxPooling2D(_Pooling2D):
@@ -388,34 +393,23 @@ class MaxPooling2D(_Pooling2D):
     def forward(self, input_batch: ArrayType, training: bool = True) -> ArrayType:
         x = self._prepare(input_batch)
         rows, cols = self._slices()
-
-        def pool(part: Any) -> tuple[Any, Any, Any]:
-            # Row maxima along W, then the maximum of those along H: the first maximum
-            # in row-major window order wins, so ties send the gradient to one place.
-            row_max, col_index = _max_and_argmax([part[:, :, :, c] for c in cols])
-            out, row_index = _max_and_argmax([row_max[:, :, r, :] for r in rows])
-            return out, row_index, col_index
-
-        if len(threads.shares(x.shape[1], 100 * x.size)) == 1:
-            self.output, self._row_index, self._col_index = pool(x)
-            return self.output
-        # Every window belongs to one channel: the channels split across threads,
-        # each share writing its part of the results.
         n, c, h, _ = x.shape
         h_out, w_out = self._known("output_shape")[1:]
-        index_dtype = xp.bool_ if len(rows) <= 2 else xp.int16  # see _max_and_argmax
-        results = (
-            _channel_major_like(x, (n, c, h_out, w_out), x.dtype),
-            _channel_major_like(x, (n, c, h_out, w_out), index_dtype),
-            _channel_major_like(x, (n, c, h, w_out), index_dtype),
-        )
+        index_dtype = _index_dtype(self.pool_size)
+        row_max = _channel_major_like(x, (n, c, h, w_out), x.dtype)
+        col_index = _channel_major_like(x, (n, c, h, w_out), index_dtype)
+        out = _channel_major_like(x, (n, c, h_out, w_out), x.dtype)
+        row_index = _channel_major_like(x, (n, c, h_out, w_out), index_dtype)
 
-        def share(first: int, last: int) -> None:
-            for whole, part in zip(results, pool(x[:, first:last]), strict=True):
-                whole[:, first:last] = part
+        def share(first: int, last: int) -> None:  # channels first to last − 1
+            # Row maxima along W, then the maximum of those along H: the first maximum
+            # in row-major window order wins, so ties send the gradient to one place.
+            f = slice(first, last)
+            _max_and_argmax([x[:, f, :, v] for v in cols], row_max[:, f], col_index[:, f])
+            _max_and_argmax([row_max[:, f, u, :] for u in rows], out[:, f], row_index[:, f])
 
-        threads.run(share, c, 100 * x.size)
-        self.output, self._row_index, self._col_index = results
+        threads.run(share, c, 100 * x.size)  # every window belongs to one channel
+        self.output, self._row_index, self._col_index = out, row_index, col_index
         return self.output
 
     def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
