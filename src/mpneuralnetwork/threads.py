@@ -7,7 +7,7 @@ core. Inside `parallel` the library therefore takes the cores itself: BLAS is se
 to one thread, and the layers split their large work (a convolution's blocks of
 samples, a large dense product) into one share per thread, each a copy and a
 product that NumPy runs without the GIL. Small work stays on the calling thread:
-handing a share to a thread costs about 40 µs.
+handing a share to a thread costs 30 to 100 µs.
 
 `Model.train`, `Model.evaluate` and `Model.predict` enter `parallel` for a model
 with a layer whose ``splits_work`` is True (the convolutions). A model of dense
