@@ -473,9 +473,20 @@ class AveragePooling2D(_Pooling2D):
     def forward(self, input_batch: ArrayType, training: bool = True) -> ArrayType:
         x = self._prepare(input_batch)
         rows, cols = self._slices()
-        row_sum = sum(x[:, :, :, c] for c in cols)
-        out = sum(row_sum[:, :, r, :] for r in rows)
-        self.output = out / (self.pool_size * self.pool_size)
+        n, c, h, _ = x.shape
+        h_out, w_out = self._known("output_shape")[1:]
+        # Sums along W, then along H, into arrays in the input's memory order (an
+        # operation on strided views may return another order, as CuPy's do).
+        row_sum = _channel_major_like(x, (n, c, h, w_out), x.dtype)
+        xp.copyto(row_sum, x[:, :, :, cols[0]])
+        for col in cols[1:]:
+            row_sum += x[:, :, :, col]
+        out = _channel_major_like(x, (n, c, h_out, w_out), x.dtype)
+        xp.copyto(out, row_sum[:, :, rows[0], :])
+        for row in rows[1:]:
+            out += row_sum[:, :, row, :]
+        out /= self.pool_size * self.pool_size
+        self.output = out
         return self.output
 
     def backward(self, output_gradient_batch: ArrayType) -> ArrayType:

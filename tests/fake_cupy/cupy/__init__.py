@@ -343,7 +343,10 @@ def asarray(a: Any, dtype: Any = None, order: Any = None) -> ndarray:
     """An array on the "device": device arrays as they are (or cast), anything else copied."""
     if isinstance(a, ndarray):
         return a if dtype is None or a.dtype == _np.dtype(dtype) else a.astype(dtype)
-    return ndarray(_np.array(_np.asarray(a, dtype=dtype, order=order)))
+    host = _np.asarray(a, dtype=dtype, order=order)
+    # As CuPy (seen on an H100): a host array in neither C nor Fortran order arrives in C order.
+    contiguous = host.flags.c_contiguous or host.flags.f_contiguous
+    return ndarray(_np.array(host, order="K" if contiguous else "C"))
 
 
 def array(a: Any, dtype: Any = None, copy: bool = True, order: Any = "K", ndmin: int = 0) -> Any:
