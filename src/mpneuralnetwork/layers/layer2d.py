@@ -321,7 +321,7 @@ class _Pooling2D(Layer):
         n, c, h, w = self.input.shape
         # In the input's memory order, so the layers below keep theirs (channel-major
         # after a convolution) and a convolution's backward needs no transposing copy.
-        channel_major = self.input.strides[1] > self.input.strides[0]
+        channel_major = _is_channel_major(self.input)
         d_input = _zeros_unless_tiled((n, c, h, w), cols, 3, g.dtype, channel_major)
 
         def share(first: int, last: int) -> None:  # channels first to last − 1
@@ -343,11 +343,22 @@ def _part(index: Any, channels: slice) -> Any:
     return None if index is None else index[:, channels]
 
 
+def _is_channel_major(x: Any) -> bool:
+    """Whether an (N, C, …) array is laid out (C, N, …) in memory, as a convolution's output."""
+    return bool(x.strides[1] > x.strides[0])
+
+
+def _image_array(shape: tuple[int, ...], dtype: Any, channel_major: bool, zeros: bool) -> Any:
+    """A new (N, C, …) array, laid out (C, N, …) when ``channel_major``; zeros or empty."""
+    make = xp.zeros if zeros else xp.empty
+    if channel_major:
+        return make((shape[1], shape[0], *shape[2:]), dtype=dtype).swapaxes(0, 1)
+    return make(shape, dtype=dtype)
+
+
 def _channel_major_like(x: Any, shape: tuple[int, ...], dtype: Any) -> Any:
     """An empty (N, C, …) array laid out (C, N, …) in memory when ``x`` is."""
-    if x.strides[1] > x.strides[0]:
-        return xp.empty((shape[1], shape[0], *shape[2:]), dtype=dtype).swapaxes(0, 1)
-    return xp.empty(shape, dtype=dtype)
+    return _image_array(shape, dtype, _is_channel_major(x), zeros=False)
 
 
 def _index_dtype(count: int) -> Any:
@@ -453,10 +464,7 @@ def _zeros_unless_tiled(
     """
     step, count = slices[0].step, len(slices)
     tiled = step == count and slices[-1].stop == shape[axis]  # windows tile the axis exactly
-    n, c, h, w = shape
-    memory = (c, n, h, w) if channel_major else shape
-    buffer = xp.empty(memory, dtype=dtype) if tiled else xp.zeros(memory, dtype=dtype)
-    return buffer.transpose(1, 0, 2, 3) if channel_major else buffer
+    return _image_array(shape, dtype, channel_major, zeros=not tiled)
 
 
 class AveragePooling2D(_Pooling2D):
