@@ -1,7 +1,10 @@
 """Wiring a stack of layers into a network: shapes, smart initialization, output activation.
 
 `Model` calls these once, at construction; they are the steps 1 to 3 of the 1.1
-contract (see the Internals page "Smart initialization").
+contract (see the Internals page "Smart initialization"). Container layers
+(`Sequential`, `Residual`, `Concatenate`) build their inner layers themselves, and
+smart initialization walks into them: each inner layer is initialized for the
+activation that follows it inside its container.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import itertools
 
 from .activations import Activation, PReLU, ReLU, Sigmoid, Softmax, Swish
 from .layers import BatchNormalization, Convolutional, Dense, Dropout, Layer
+from .layers.containers import Container, walk
 from .losses import BinaryCrossEntropy, CategoricalCrossEntropy, Loss
 
 __all__ = ["backward_plan", "build", "output_activation", "smart_initialization"]
@@ -19,14 +23,39 @@ def build(layers: list[Layer]) -> None:
     """Build each layer with the output shape of the one before it.
 
     Raises:
-        ValueError: The first layer does not know its input shape.
+        ValueError: The first layer does not know its input shape, a layer object
+            stands twice in the network, or a container cannot join its inner layers
+            (the message names the container and its position).
     """
+    _check_unique(layers)
     first = layers[0]
     if first.input_shape is None:
         raise ValueError("Input layer does not define input size")
-    first.build(first.input_shape)
-    for previous, layer in itertools.pairwise(layers):
-        layer.build(previous._known("output_shape"))
+    _build_one(0, first, first.input_shape)
+    for i, (previous, layer) in enumerate(itertools.pairwise(layers), 1):
+        _build_one(i, layer, previous._known("output_shape"))
+
+
+def _build_one(i: int, layer: Layer, shape: tuple[int, ...]) -> None:
+    if not isinstance(layer, Container):
+        layer.build(shape)
+        return
+    try:
+        layer.build(shape)
+    except ValueError as error:
+        raise ValueError(f"Model: {type(layer).__name__} at position {i}: {error}") from None
+
+
+def _check_unique(layers: list[Layer]) -> None:
+    """Refuse a layer object that stands twice: each use would overwrite the other's cache."""
+    seen: set[int] = set()
+    for layer in walk(layers):
+        if id(layer) in seen:
+            raise ValueError(
+                f"Model: the same {type(layer).__name__} object is used twice in the network; "
+                "weight sharing is not supported: create a separate layer for each place"
+            )
+        seen.add(id(layer))
 
 
 def smart_initialization(layers: list[Layer]) -> None:
@@ -34,9 +63,15 @@ def smart_initialization(layers: list[Layer]) -> None:
 
     Only Dense and Convolutional layers with ``initialization="auto"`` are touched;
     Dropout is looked through, a batch normalization removes the bias and is looked
-    through, and any other activation, Dense or Convolutional ends the search.
+    through, and any other activation, Dense, Convolutional or container ends the
+    search. Inside a container, each run of layers is searched on its own (the end
+    of the run ends the search).
     """
     for i, layer in enumerate(layers):
+        if isinstance(layer, Container):
+            for run in layer.sequences:
+                smart_initialization(run)
+            continue
         if not isinstance(layer, (Dense, Convolutional)) or layer.initialization != "auto":
             continue
         method, no_bias = "xavier", layer.no_bias
@@ -49,7 +84,7 @@ def smart_initialization(layers: list[Layer]) -> None:
             if isinstance(following, (ReLU, PReLU, Swish)):
                 method = "he"
                 break
-            if isinstance(following, (Activation, Dense, Convolutional)):
+            if isinstance(following, (Activation, Dense, Convolutional, Container)):
                 break
         layer.init_weights(method, no_bias)
 

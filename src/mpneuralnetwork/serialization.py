@@ -25,6 +25,7 @@ import numpy as np
 from . import _checks, activations, callbacks, layers, losses, metrics, optimizers, schedules
 from .archive import save_model
 from .backend import DTYPE, xp
+from .layers.containers import Container, leaves, walk
 from .model import Model
 from .weights import get_model_weights, restore_model_weights
 
@@ -261,7 +262,20 @@ def _headers(archive: Any, path: Path) -> dict[str, tuple[tuple[int, ...], np.dt
 
 
 def _build_layer(config: Any, registry: dict[str, type]) -> Any:
-    """A layer from its config, without initializing it (`_adopt` fills its parameters)."""
+    """A layer from its config, without initializing it (`_adopt` fills its parameters).
+
+    A container's config holds its inner layers' configs: they are built the same way.
+    """
+    if isinstance(config, dict) and isinstance(config.get("type"), str):
+        cls = registry.get(config["type"])
+        if isinstance(cls, type) and issubclass(cls, Container):
+            kwargs = {k: v for k, v in config.items() if k != "type"}
+            try:
+                return cls.from_config(kwargs, lambda inner: _build_layer(inner, registry))
+            except (TypeError, ValueError) as exc:
+                if str(exc).startswith("load_model:"):
+                    raise
+                raise ValueError(f"load_model: bad {config['type']} config: {exc}") from None
     if not isinstance(config, dict) or "initialization" not in config:
         return _build("layer", registry, config)
     layer = _build("layer", registry, {**config, "initialization": "auto"})
@@ -277,6 +291,8 @@ def _build_layers(
 ) -> dict[str, tuple[int, ...]]:
     """Build the layers in order, each after its arrays in the file were found as expected.
 
+    Inside a container, each inner layer is checked the same way before it is built.
+
     Returns:
         ``{"layer_{i}_{name}": shape}`` of every layer array.
     """
@@ -285,33 +301,46 @@ def _build_layers(
         raise ValueError("load_model: the first layer of the architecture has no input shape")
     expected: dict[str, tuple[int, ...]] = {}
     for i, layer in enumerate(layer_list):
-        try:
-            shapes = layer.array_shapes(shape)
-            if shapes is None:  # a layer that cannot tell: built (and allocated) first
-                layer.build(shape)
-                shapes = {name: tuple(v.shape) for name, (v, _) in layer.params.items()}
-                shapes.update({f"state_{n}": tuple(v.shape) for n, v in layer.state.items()})
-        except ValueError as exc:
-            raise ValueError(
-                f"load_model: layer {i} cannot take inputs of shape {shape}: {exc}"
-            ) from None
-        names = {f"layer_{i}_{name}": tuple(s) for name, s in shapes.items()}
-        missing = sorted(set(names) - set(headers))
-        if missing:
-            raise ValueError(
-                f"load_model: {path} does not match its architecture: missing arrays {missing}"
+
+        def expect(prefix: str, leaf: Any, leaf_shape: tuple[int, ...], i: int = i) -> None:
+            expected.update(
+                _expected_arrays(f"layer_{i}_{prefix}", leaf, leaf_shape, headers, path)
             )
-        for name, wanted in names.items():
-            _check_header(name, headers[name], wanted)
-        expected.update(names)
+
         try:
-            layer.build(shape)
+            if isinstance(layer, Container):
+                layer.build_checked(shape, expect)
+            else:
+                expect("", layer, shape)
+                layer.build(shape)
         except ValueError as exc:
+            if str(exc).startswith("load_model:"):
+                raise
             raise ValueError(
                 f"load_model: layer {i} cannot take inputs of shape {shape}: {exc}"
             ) from None
         shape = layer._known("output_shape")
     return expected
+
+
+def _expected_arrays(
+    prefix: str, layer: Any, shape: tuple[int, ...], headers: dict[str, Any], path: Path
+) -> dict[str, tuple[int, ...]]:
+    """The arrays ``layer`` holds on ``shape``, found in the file with those shapes."""
+    shapes = layer.array_shapes(shape)
+    if shapes is None:  # a layer that cannot tell: built (and allocated) first
+        layer.build(shape)
+        shapes = {name: tuple(v.shape) for name, (v, _) in layer.params.items()}
+        shapes.update({f"state_{n}": tuple(v.shape) for n, v in layer.state.items()})
+    names = {f"{prefix}{name}": tuple(s) for name, s in shapes.items()}
+    missing = sorted(set(names) - set(headers))
+    if missing:
+        raise ValueError(
+            f"load_model: {path} does not match its architecture: missing arrays {missing}"
+        )
+    for name, wanted in names.items():
+        _check_header(name, headers[name], wanted)
+    return names
 
 
 def _check_header(name: str, header: Any, wanted: tuple[int, ...]) -> None:
@@ -377,8 +406,7 @@ def _adopt(layer_list: Sequence[Any], weights: dict[str, np.ndarray]) -> None:
     Dense and Convolutional create theirs only when initialized: here they are made
     from the file instead (with zero gradients), so that no random draw happens.
     """
-    for i, layer in enumerate(layer_list):
-        prefix = f"layer_{i}_"
+    for prefix, layer in leaves(layer_list, "layer_"):
         held = set(layer.params) | {f"state_{name}" for name in layer.state}
         for key, value in weights.items():
             name = key[len(prefix) :]
@@ -394,7 +422,9 @@ def _initialization_off(layer_list: Sequence[Any]) -> Iterator[None]:
 
     The arrays then come from the file (`_adopt`), never from a random draw.
     """
-    patched = [layer for layer in layer_list if callable(getattr(layer, "init_weights", None))]
+    patched: list[Any] = [
+        layer for layer in walk(layer_list) if callable(getattr(layer, "init_weights", None))
+    ]
     for layer in patched:
         layer.init_weights = _keep_weights
     try:

@@ -3,7 +3,9 @@
 Names: ``layer_{i}_{param}`` for parameters, ``layer_{i}_state_{name}`` for layer
 state (BatchNorm running statistics), ``optimizer_{state}_layer_{i}_{param}`` for
 per-parameter optimizer state and ``optimizer_{name}`` for scalar optimizer state
-such as Adam's ``t``.
+such as Adam's ``t``. A layer inside a container is named by its path: the
+parameters and state of the second layer inside the model's fourth are
+``layer_3_1_{param}`` and ``layer_3_1_state_{name}``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .backend import DTYPE, to_host, xp
+from .layers.containers import leaves
 from .optimizers import Optimizer
 
 __all__ = ["Snapshot", "get_model_weights", "restore_model_weights"]
@@ -23,11 +26,11 @@ def _collect(
     layer_list: Sequence[Any], optimizer_params: dict[str, Any] | None, copy: Callable[[Any], Any]
 ) -> dict[str, Any]:
     weights: dict[str, Any] = {}
-    for i, layer in enumerate(layer_list):
+    for prefix, layer in leaves(layer_list, "layer_"):
         for name, (value, _) in layer.params.items():
-            weights[f"layer_{i}_{name}"] = copy(value)
+            weights[f"{prefix}{name}"] = copy(value)
         for name, value in layer.state.items():
-            weights[f"layer_{i}_state_{name}"] = copy(value)
+            weights[f"{prefix}state_{name}"] = copy(value)
     for state, per_param in (optimizer_params or {}).items():
         if isinstance(per_param, dict):
             for key, value in per_param.items():
@@ -65,9 +68,9 @@ def restore_model_weights(
     Raises:
         ValueError: An array of a layer is missing or has the wrong shape.
     """
-    for i, layer in enumerate(layers):
+    for path, layer in leaves(layers, "layer_"):
         for kind, names in (("params", list(layer.params)), ("state", list(layer.state))):
-            prefix = f"layer_{i}_" if kind == "params" else f"layer_{i}_state_"
+            prefix = path if kind == "params" else f"{path}state_"
             missing = [prefix + name for name in names if prefix + name not in weights]
             if missing:
                 raise ValueError(f"restore_model_weights: weights lack {missing}")

@@ -1,5 +1,6 @@
 """Layers: the building blocks of a `Model`."""
 
+from .containers import Concatenate, Container, Residual, Sequential
 from .embedding import Embedding
 from .layer import Layer
 from .layer1d import BatchNormalization, Dense, Dropout, Lit_W
@@ -19,6 +20,8 @@ __all__ = [
     "AveragePooling2D",
     "BatchNormalization",
     "BatchNormalization2D",
+    "Concatenate",
+    "Container",
     "Convolutional",
     "Dense",
     "Dropout",
@@ -28,6 +31,8 @@ __all__ = [
     "Lit_W",
     "MaxPooling2D",
     "Recurrent",
+    "Residual",
+    "Sequential",
     "SimpleRNN",
     "col2im",
     "im2col",
