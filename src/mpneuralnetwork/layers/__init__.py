@@ -2,6 +2,7 @@
 
 from .containers import Concatenate, Container, Residual, Sequential
 from .embedding import Embedding
+from .global_pooling import GlobalAveragePooling1D, GlobalAveragePooling2D
 from .layer import Layer
 from .layer1d import BatchNormalization, Dense, Dropout, Lit_W
 from .layer2d import (
@@ -27,6 +28,8 @@ __all__ = [
     "Dropout",
     "Embedding",
     "Flatten",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
     "Layer",
     "Lit_W",
     "MaxPooling2D",
