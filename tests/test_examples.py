@@ -40,6 +40,7 @@ def run_example(name: str, *args: str, env: dict[str, str] | None = None, cwd: P
         ("quickstart.py", "2", "test accuracy:"),
         ("regression_diabetes.py", "3", "test r2score:"),
         ("binary_breast_cancer.py", "3", "test f1score:"),
+        ("resnet_digits.py", "1", "test accuracy:"),
     ],
 )
 def test_training_example(name: str, epochs: str, expected: str) -> None:

@@ -23,7 +23,9 @@ from mpneuralnetwork.layers import (
     Dropout,
     Embedding,
     Flatten,
+    GlobalAveragePooling2D,
     MaxPooling2D,
+    Residual,
     SimpleRNN,
 )
 from mpneuralnetwork.losses import BinaryCrossEntropy, CategoricalCrossEntropy
@@ -93,6 +95,50 @@ def test_digits_cnn() -> None:
     model.train(x_train, y_train, epochs=20, batch_size=32, verbose=0)
     _, scores = model.evaluate(x_test, y_test)
     print(f"digits CNN test accuracy: {scores['accuracy']:.4f}")
+    assert scores["accuracy"] >= 0.97
+
+
+def test_digits_resnet() -> None:
+    """Two basic blocks, the second with stride 2 and a projection shortcut.
+
+    Seeds 0 to 5 gave 0.989, 0.984, 0.989, 0.982, 0.987 and 0.967 (12 epochs).
+    """
+
+    def block(channels: int, stride: int = 1) -> Residual:
+        layers = [
+            Convolutional(channels, 3, padding="same", stride=stride),
+            BatchNormalization2D(),
+            ReLU(),
+            Convolutional(channels, 3, padding="same"),
+            BatchNormalization2D(),
+        ]
+        shortcut = None
+        if stride != 1:
+            shortcut = [Convolutional(channels, 1, stride=stride), BatchNormalization2D()]
+        return Residual(layers, shortcut=shortcut)
+
+    x_train, x_test, y_train, y_test = digits()
+    set_seed(SEED)
+    model = Model(
+        [
+            Convolutional(8, 3, input_shape=(1, 8, 8), padding="same"),
+            BatchNormalization2D(),
+            ReLU(),
+            block(8),
+            ReLU(),
+            block(16, stride=2),
+            ReLU(),
+            GlobalAveragePooling2D(),
+            Dense(10),
+        ],
+        CategoricalCrossEntropy(),
+        Adam(learning_rate=0.005),
+    )
+    shape = (-1, 1, 8, 8)
+    model.train(
+        x_train.reshape(shape), y_train, epochs=12, batch_size=32, auto_evaluation=0, verbose=0
+    )
+    _, scores = model.evaluate(x_test.reshape(shape), y_test)
     assert scores["accuracy"] >= 0.97
 
 
