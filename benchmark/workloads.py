@@ -48,12 +48,17 @@ class Spec:
     Attributes:
         kind: ``dense``, ``conv``, ``relu``, ``sigmoid``, ``dropout``, ``bn``
             (BatchNormalization over features), ``bn2d`` (per channel),
-            ``maxpool``, ``flatten`` or ``lstm`` (an LSTM over (T, F) sequences
-            that outputs its last hidden state).
-        size: Output units (dense, lstm), output channels (conv), pool size (maxpool).
+            ``maxpool``, ``flatten``, ``lstm`` (an LSTM over (T, F) sequences
+            that outputs its last hidden state), ``block`` (a ResNet basic block:
+            two 3x3 "same" convolutions with batch normalization, a 1x1 projection
+            with batch normalization as shortcut where the shape changes, ReLU after
+            the addition) or ``gap`` (global average pooling over H and W).
+        size: Output units (dense, lstm), output channels (conv, block), pool size
+            (maxpool).
         kernel: Kernel side of a convolution.
         p: Dropout probability.
         padding: Zeros added on each side of a convolution's input.
+        stride: Stride of a block's first convolution and of its projection.
     """
 
     kind: str
@@ -61,6 +66,7 @@ class Spec:
     kernel: int = 0
     p: float = 0.0
     padding: int = 0
+    stride: int = 1
 
 
 @dataclass(frozen=True)
@@ -217,6 +223,27 @@ WORKLOADS: dict[str, Workload] = {
         description="CIFAR-shaped CNN: 2x conv32, pool, 2x conv64 (3x3 'same'), pool, 256-10 "
         "on 3x32x32, Adam, batch 64",
     ),
+    "resnet": Workload(
+        name="resnet",
+        input_shape=(3, 32, 32),
+        layers=(
+            Spec("conv", 16, kernel=3, padding=1),
+            Spec("bn2d"),
+            Spec("relu"),
+            Spec("block", 16),
+            Spec("block", 32, stride=2),
+            Spec("block", 64, stride=2),
+            Spec("gap"),
+            Spec("dense", CLASSES),
+        ),
+        task="classification",
+        optimizer="adam",
+        learning_rate=0.001,
+        samples=2_000,
+        batch_size=64,
+        description="ResNet: stem conv16-bn-relu, basic blocks of 16, 32 (stride 2) and 64 "
+        "(stride 2) channels, global average pooling, Dense(10) on 3x32x32, Adam, batch 64",
+    ),
     "lstm": Workload(
         name="lstm",
         input_shape=(28, 28),
@@ -286,6 +313,11 @@ def _shapes(workload: Workload) -> list[tuple[tuple[int, ...], tuple[int, ...]]]
             out = (math.prod(shape),)
         elif spec.kind == "lstm":
             out = (spec.size,)
+        elif spec.kind == "block":
+            c, h, w = shape
+            out = (spec.size, (h - 1) // spec.stride + 1, (w - 1) // spec.stride + 1)
+        elif spec.kind == "gap":
+            out = (shape[0],)
         else:
             out = shape
         result.append((shape, out))
@@ -327,6 +359,11 @@ def flops_per_sample(workload: Workload) -> dict[str, float]:
             forward += 2.0 * math.prod(shape_in) * spec.size
         elif spec.kind == "conv":
             forward += conv_flops(shape_in, shape_out, spec.kernel)
+        elif spec.kind == "block":  # two 3x3 convolutions, and the projection if any
+            forward += conv_flops(shape_in, shape_out, 3)
+            forward += conv_flops(shape_out, shape_out, 3)
+            if shape_in != shape_out:
+                forward += conv_flops(shape_in, shape_out, 1)
         elif spec.kind == "lstm":  # x_t W and h_{t-1} U for the four gates, every step
             steps, features = shape_in
             forward += 2.0 * steps * (features + spec.size) * 4 * spec.size
@@ -343,7 +380,7 @@ def ours_build(workload: Workload) -> Any:
 
     net: list[Any] = []
     first = True
-    for spec in workload.layers:
+    for spec, (shape_in, _) in zip(workload.layers, _shapes(workload), strict=True):
         if spec.kind == "dense":
             kwargs: dict[str, Any] = {"input_size": workload.input_shape[0]} if first else {}
             net.append(layers.Dense(spec.size, **kwargs))
@@ -368,6 +405,10 @@ def ours_build(workload: Workload) -> Any:
         elif spec.kind == "lstm":
             kwargs = {"input_shape": workload.input_shape} if first else {}
             net.append(layers.LSTM(spec.size, **kwargs))
+        elif spec.kind == "block":
+            net += [_ours_block(layers, activations, spec, shape_in), activations.ReLU()]
+        elif spec.kind == "gap":
+            net.append(layers.GlobalAveragePooling2D())
         else:  # pragma: no cover - a typo in WORKLOADS
             raise ValueError(f"unknown layer kind {spec.kind!r}")
         first = False
@@ -380,6 +421,24 @@ def ours_build(workload: Workload) -> Any:
     else:
         optimizer = optimizers.RMSprop(learning_rate=workload.learning_rate)
     return Model(net, loss, optimizer)
+
+
+def _ours_block(layers: Any, activations: Any, spec: Spec, shape_in: tuple[int, ...]) -> Any:
+    """A basic block as a ``Residual`` (the ReLU after the addition comes after it)."""
+    convolution = [
+        layers.Convolutional(spec.size, 3, padding="same", stride=spec.stride),
+        layers.BatchNormalization2D(),
+        activations.ReLU(),
+        layers.Convolutional(spec.size, 3, padding="same"),
+        layers.BatchNormalization2D(),
+    ]
+    shortcut = None
+    if spec.stride != 1 or shape_in[0] != spec.size:
+        shortcut = [
+            layers.Convolutional(spec.size, 1, stride=spec.stride),
+            layers.BatchNormalization2D(),
+        ]
+    return layers.Residual(convolution, shortcut=shortcut)
 
 
 def _train_kwargs(model: Any) -> dict[str, Any]:
@@ -434,6 +493,28 @@ def torch_build(workload: Workload, device: str = "cpu") -> tuple[Any, Any, Any]
             out, _ = self.lstm(x)
             return out[:, -1]
 
+    class BasicBlock(nn.Module):
+        """torchvision's BasicBlock: conv-bn-relu-conv-bn, plus the shortcut, then ReLU."""
+
+        def __init__(self, channels_in: int, channels: int, stride: int) -> None:
+            super().__init__()
+            self.convolution = nn.Sequential(
+                nn.Conv2d(channels_in, channels, 3, stride, padding=1, bias=False),
+                nn.BatchNorm2d(channels, eps=1e-8, momentum=0.1),
+                nn.ReLU(),
+                nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+                nn.BatchNorm2d(channels, eps=1e-8, momentum=0.1),
+            )
+            self.shortcut = nn.Identity()
+            if stride != 1 or channels_in != channels:
+                self.shortcut = nn.Sequential(
+                    nn.Conv2d(channels_in, channels, 1, stride, bias=False),
+                    nn.BatchNorm2d(channels, eps=1e-8, momentum=0.1),
+                )
+
+        def forward(self, x: Any) -> Any:
+            return torch.relu(self.convolution(x) + self.shortcut(x))
+
     modules: list[Any] = []
     shapes = _shapes(workload)
     for i, (spec, (shape_in, _)) in enumerate(zip(workload.layers, shapes, strict=True)):
@@ -462,6 +543,10 @@ def torch_build(workload: Workload, device: str = "cpu") -> tuple[Any, Any, Any]
             modules.append(nn.Flatten())
         elif spec.kind == "lstm":
             modules.append(LastState(shape_in[1], spec.size))
+        elif spec.kind == "block":
+            modules.append(BasicBlock(shape_in[0], spec.size, spec.stride))
+        elif spec.kind == "gap":
+            modules += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         else:  # pragma: no cover - a typo in WORKLOADS
             raise ValueError(f"unknown layer kind {spec.kind!r}")
     model = nn.Sequential(*modules).to(device)
