@@ -9,6 +9,8 @@ from .layer2d import (
     Convolutional,
     Flatten,
     MaxPooling2D,
+    Reshape,
+    UpSampling2D,
 )
 from .recurrent import GRU, LSTM, Recurrent, SimpleRNN
 from .utils import col2im, im2col
@@ -28,7 +30,9 @@ __all__ = [
     "Lit_W",
     "MaxPooling2D",
     "Recurrent",
+    "Reshape",
     "SimpleRNN",
+    "UpSampling2D",
     "col2im",
     "im2col",
 ]
