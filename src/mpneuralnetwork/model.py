@@ -185,7 +185,8 @@ class Model:
             epochs: The number of the last epoch, >= 0 (required): the run trains epochs
                 ``initial_epoch + 1`` to ``epochs`` (all of them by default).
             batch_size: Samples per gradient step, >= 1 (the last batch may be
-                smaller): 32 by default (None too), as in Keras. A loader has its own
+                smaller): 32 by default (`mpneuralnetwork.training.DEFAULT_BATCH_SIZE`;
+                None too), as in Keras. A loader has its own
                 batch size: leave it out (or pass None or the same value); another value
                 is a ValueError.
             evaluation: ``(X_val, y_val)`` or a loader; wins over ``auto_evaluation``.

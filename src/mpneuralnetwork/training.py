@@ -44,8 +44,12 @@ class _DefaultBatchSize(int):
     __slots__ = ()
 
 
-#: ``Model.train``'s default batch size with arrays, 32; a loader keeps its own.
 DEFAULT_BATCH_SIZE: int = _DefaultBatchSize(32)
+"""``Model.train``'s default ``batch_size``: 32 (an int), as in Keras.
+
+With arrays it is 32 samples per step. A loader keeps its own batch size when
+``batch_size`` is left out: this default is its own object, told apart from an
+explicit 32 (which must then equal the loader's)."""
 
 
 def fit(
