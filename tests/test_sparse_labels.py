@@ -225,10 +225,15 @@ def test_default_metrics_and_validation_arrays():
     set_seed(0)
     model = Model([Dense(10, 64)], SparseCategoricalCrossEntropy())
     assert [m.key for m in model.metrics] == ["accuracy", "f1score"]
+    stop = EarlyStopping(monitor="val_accuracy", patience=0, restore_best_weights=True)
     history = model.train(
-        x[:500], labels[:500], epochs=1, evaluation=(x[500:], labels[500:]), verbose=0
-    )
-    assert set(history.history) >= {"val_accuracy", "val_f1score"}
+        x[:500], labels[:500], epochs=4, evaluation=(x[500:], labels[500:]), verbose=0,
+        compute_train_metrics=True, callbacks=[stop], model_checkpoint=False,
+    )  # fmt: skip
+    assert set(history.history) >= {"accuracy", "f1score", "val_accuracy", "val_f1score"}
+    # the monitored metric is the accuracy on the labels, as evaluate computes it
+    best = max(history.history["val_accuracy"])
+    assert model.evaluate(x[500:], labels[500:])[1]["accuracy"] == best
 
 
 def test_model_refuses_bad_targets():
