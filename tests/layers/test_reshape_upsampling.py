@@ -93,6 +93,11 @@ def test_reshape_bad_target(target):
         Reshape(target)
 
 
+def test_reshape_refuses_another_input_shape_than_declared():
+    with pytest.raises(ValueError, match=r"Reshape: input_shape=\(12,\) was given, but"):
+        Model([Dense(10, 4), Reshape((4, 3), input_shape=(12,))], MSE())
+
+
 def test_reshape_checks_its_input_shape():
     layer = Reshape((4, 3), input_shape=(12,))
     with pytest.raises(ValueError, match=r"Reshape.forward: input_batch must have shape"):

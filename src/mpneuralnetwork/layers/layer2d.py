@@ -613,6 +613,7 @@ class Reshape(Layer):
         """Set the input shape and the resolved output shape."""
         shape = _checks.shape("Reshape", "input_shape", input_shape)
         assert shape is not None
+        self._check_declared(shape)
         self.output_shape = _resolve(shape, self.target_shape)
         self.input_shape = shape
 
