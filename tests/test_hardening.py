@@ -166,13 +166,15 @@ def test_every_library_layer_states_its_array_shapes_without_allocating() -> Non
         "Recurrent": [],  # the base of the three above; it has no cell of its own
     }
     parameterless = {"Dropout", "Flatten", "MaxPooling2D", "AveragePooling2D", "Layer"}
+    parameterless |= {"Reshape", "UpSampling2D"}
+    arguments: dict[str, tuple[Any, ...]] = {"Activation": (abs, abs), "Reshape": ((-1,),)}
     for name, cls in _LAYERS.items():
         if name in examples or issubclass(cls, Container):
             continue  # containers: the loader checks each inner layer (test_containers.py)
         assert name in parameterless or issubclass(cls, Activation), (
             f"{name}: add an example here, and array_shapes to the layer if it holds arrays"
         )
-        layer = cls(abs, abs) if cls is Activation else cls()
+        layer = cls(*arguments.get(name, ()))
         assert layer.array_shapes((4,)) == {} and not layer.params and not layer.state
     for name, instances in examples.items():
         for layer in instances:

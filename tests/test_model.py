@@ -390,6 +390,24 @@ def test_every_sample_is_used_each_epoch_including_the_last_partial_batch() -> N
     assert not np.array_equal(first, second)
 
 
+@pytest.mark.parametrize("batch_size", ["left out", None])
+def test_batch_size_defaults_to_32(batch_size: Any) -> None:
+    # As in Keras: 70 samples make batches of 32, 32 and 6, and the same weights as 32.
+    n = 70
+    x = np.arange(n * 2, dtype=np.float32).reshape(n, 2) / n
+    y = x.sum(axis=1)
+    options = {} if batch_size == "left out" else {"batch_size": batch_size}
+    recorder = Recorder(2)
+    set_seed(3)
+    model = Model([recorder, Dense(1)], MSE(), Adam())
+    model.train(x, y, epochs=1, auto_evaluation=0, verbose=0, **options)
+    assert [len(b) for b in recorder.batches] == [32, 32, 6]
+    set_seed(3)
+    explicit = Model([Recorder(2), Dense(1)], MSE(), Adam())
+    explicit.train(x, y, epochs=1, batch_size=32, auto_evaluation=0, verbose=0)
+    assert_same_arrays(model_arrays(explicit), model_arrays(model))
+
+
 def test_training_loss_is_the_sample_weighted_mean_over_all_batches() -> None:
     # the base Optimizer never moves the weights: the epoch loss is the full-data loss
     x, y = regression_data(10)

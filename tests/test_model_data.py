@@ -229,7 +229,11 @@ def test_a_dataset_batch_of_the_wrong_shape_names_the_batch() -> None:
             lambda m, x, y: m.train(DataLoader(x, y), epochs=1, evaluation=DataLoader(x)),
             "the DataLoader of evaluation gives no targets",
         ),
-        (lambda m, x, y: m.train(x, y, epochs=1), "batch_size must be a positive integer"),
+        (  # an explicit 32 is not the default: the loader's 16 stays
+            lambda m, x, y: m.train(DataLoader(x, y, batch_size=16), epochs=1, batch_size=32),
+            r"batch_size comes from the DataLoader \(16\); leave it out or pass the same; got 32",
+        ),
+        (lambda m, x, y: m.train(x, y, epochs=1, batch_size=0), "batch_size must be a positive"),
         (lambda m, x, y: m.train(DataLoader(x, y)), "epochs must be a non-negative integer"),
         (lambda m, x, y: m.evaluate(DataLoader(x, y), y), "y must be None when X is a"),
         (lambda m, x, y: m.test(DataLoader(x, y), y), "y_test must be None when X_test is a"),
@@ -301,3 +305,18 @@ def test_each_batch_holds_the_samples_drawn_as_before_loaders(auto_evaluation: f
         for start in range(0, len(train_idx), batch):
             expected.append(sorted(train_idx[permutation[start : start + batch]].tolist()))
     assert recorder.seen == expected
+
+
+@pytest.mark.parametrize("batch_size", ["left out", None, 16])
+def test_a_loader_keeps_its_batch_size_when_train_leaves_it_out(batch_size: Any) -> None:
+    # Model.train's default (32) never overrides a loader's own batch size.
+    x, y = blobs(40)
+    sizes: list[int] = []
+    record = LambdaCallback(on_batch_end=lambda batch, logs: sizes.append(logs["size"]))
+    model = classifier()
+    options = {} if batch_size == "left out" else {"batch_size": batch_size}
+    model.train(
+        DataLoader(x, y, batch_size=16), epochs=1, auto_evaluation=0, verbose=0,
+        callbacks=[record], **options,
+    )  # fmt: skip
+    assert sizes == [16, 16, 8]

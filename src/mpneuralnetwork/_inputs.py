@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ._labels import class_ids
 from .backend import DTYPE, to_device, xp
 from .layers import Layer
-from .losses import CategoricalCrossEntropy, Loss
+from .losses import CategoricalCrossEntropy, Loss, SparseCategoricalCrossEntropy
 from .metrics import Metric
 from .optimizers import Optimizer
 
@@ -26,6 +27,7 @@ __all__ = [
     "check_model_arguments",
     "check_x",
     "check_xy",
+    "class_labels",
     "loader_logits",
     "no_targets_beside",
     "target_shape",
@@ -108,18 +110,47 @@ def check_xy(model: Any, x: Any, y: Any, x_name: str, y_name: str) -> tuple[Any,
 
 
 def target_shape(model: Any, y: Any, y_name: str) -> Any:
-    """``y`` of shape (N, *output_shape); a 1-D y is read as one column for one output."""
+    """``y`` of shape (N, *output_shape); a 1-D y is read as one column for one output.
+
+    With a `SparseCategoricalCrossEntropy` loss, ``y`` holds class ids instead: shape
+    (N,) (or (N, 1), then read as (N,)), each a whole number in [0, classes).
+    """
+    if isinstance(model.loss, SparseCategoricalCrossEntropy):
+        return class_labels(model, y, y_name)
     if y.ndim == 1 and model.output_shape == (1,):
         y = y.reshape(-1, 1)
     if y.shape[1:] != model.output_shape:
         hint = ""
         if y.ndim == 1 and isinstance(model.loss, CategoricalCrossEntropy):
-            hint = " (one-hot encode class labels, e.g. numpy.eye(classes)[labels])"
+            hint = (
+                " (one-hot encode class labels, e.g. numpy.eye(classes)[labels], or use "
+                "SparseCategoricalCrossEntropy for class labels)"
+            )
         raise ValueError(
             f"{y_name} must have shape (N, {dims(model.output_shape)}) to match the "
             f"network's output; got {tuple(y.shape)}{hint}"
         )
     return y
+
+
+def class_labels(model: Any, y: Any, y_name: str) -> Any:
+    """Class ids ``y`` (N,) for a model with `SparseCategoricalCrossEntropy`, checked.
+
+    Returned as given (the caller casts them), a (N, 1) column read as (N,).
+    """
+    classes = model.output_shape[0] if len(model.output_shape) == 1 else None
+    if classes is None or y.ndim not in (1, 2) or (y.ndim == 2 and y.shape[1] != 1):
+        hint = ""
+        if y.ndim == 2 and (y.shape[1],) == model.output_shape:
+            hint = " (one-hot targets go with CategoricalCrossEntropy)"
+        want = "(N,)" if classes is None else f"(N,), class ids in [0, {classes}),"
+        raise ValueError(
+            f"{y_name} must have shape {want} for SparseCategoricalCrossEntropy on a "
+            f"network's output of shape (N, {dims(model.output_shape)}); got "
+            f"{tuple(y.shape)}{hint}"
+        )
+    class_ids(y, classes, y_name)
+    return y.reshape(-1)
 
 
 def check_batch(

@@ -5,10 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from . import _checks
+from ._labels import class_ids, one_hot
 from .activations import sigmoid, softmax
 from .backend import ArrayType, xp
 
-__all__ = ["MSE", "BinaryCrossEntropy", "CategoricalCrossEntropy", "Loss"]
+__all__ = [
+    "MSE",
+    "BinaryCrossEntropy",
+    "CategoricalCrossEntropy",
+    "Loss",
+    "SparseCategoricalCrossEntropy",
+]
 
 
 class Loss:
@@ -103,15 +110,12 @@ class CategoricalCrossEntropy(Loss):
     """
 
     def __init__(self, temperature: float = 1.0, epsilon: float = 1e-8) -> None:
-        self.temperature = _checks.number_in(
-            "CategoricalCrossEntropy", "temperature", temperature, 0.0, float("inf")
-        )
-        self.epsilon = _checks.number_in(
-            "CategoricalCrossEntropy", "epsilon", epsilon, 0.0, float("inf")
-        )
+        name = type(self).__name__
+        self.temperature = _checks.number_in(name, "temperature", temperature, 0.0, float("inf"))
+        self.epsilon = _checks.number_in(name, "epsilon", epsilon, 0.0, float("inf"))
         if self.temperature + self.epsilon <= 0:
             raise ValueError(
-                "CategoricalCrossEntropy: temperature + epsilon must be > 0 (it divides the "
+                f"{name}: temperature + epsilon must be > 0 (it divides the "
                 "logits); got temperature=0.0 and epsilon=0.0"
             )
 
@@ -119,7 +123,7 @@ class CategoricalCrossEntropy(Loss):
         output, expected = super()._check(output, expected)
         if output.ndim != 2:
             raise ValueError(
-                "CategoricalCrossEntropy: output and expected must have the shape "
+                f"{type(self).__name__}: output and expected must have the shape "
                 f"(N, classes); got {tuple(output.shape)}"
             )
         return output, expected
@@ -153,7 +157,47 @@ class CategoricalCrossEntropy(Loss):
 
     def get_config(self) -> dict[str, Any]:
         return {
-            "type": "CategoricalCrossEntropy",
+            "type": type(self).__name__,
             "temperature": self.temperature,
             "epsilon": self.epsilon,
         }
+
+
+class SparseCategoricalCrossEntropy(CategoricalCrossEntropy):
+    """`CategoricalCrossEntropy` with integer class labels (class ids) as targets.
+
+    As Keras's ``SparseCategoricalCrossEntropy(from_logits=True)`` and PyTorch's
+    ``cross_entropy(logits, labels)``: ``expected`` holds the class of each sample,
+    shape (N,) (or (N, 1)), instead of one-hot rows (N, classes). The value and the
+    gradient are those of `CategoricalCrossEntropy` on the one-hot rows of the labels,
+    bit for bit (the labels are one-hot encoded, then the same code runs), and the
+    `Model` adds the same output `Softmax`.
+
+    Labels are integers or floats holding whole numbers (a `Model` hands its targets
+    over in `DTYPE`), each in [0, classes).
+
+    Args:
+        temperature: T, the softmax temperature (the Model's output Softmax uses it too).
+        epsilon: ε, as in `CategoricalCrossEntropy`.
+
+    Raises:
+        ValueError: For a label that is not a whole number in [0, classes), naming its
+            value and its position.
+    """
+
+    def _check(self, output: Any, expected: Any) -> tuple[Any, Any]:
+        name = type(self).__name__
+        output = output if isinstance(output, xp.ndarray) else xp.asarray(output)
+        expected = expected if isinstance(expected, xp.ndarray) else xp.asarray(expected)
+        n = output.shape[0] if output.ndim else -1
+        if output.ndim != 2 or tuple(expected.shape) not in ((n,), (n, 1)):
+            raise ValueError(
+                f"{name}: output must have the shape (N, classes) and expected (N,), one "
+                f"class id per sample; got output {tuple(output.shape)} and expected "
+                f"{tuple(expected.shape)}"
+            )
+        if n == 0:
+            raise ValueError(f"{name}: output and expected hold no sample")
+        classes = output.shape[1]
+        ids = class_ids(expected, classes, f"{name}: expected")
+        return output, one_hot(ids, classes, output.dtype)

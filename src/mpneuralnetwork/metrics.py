@@ -1,7 +1,10 @@
 """Metrics: each is called as ``metric(y_true, y_pred)`` and returns a Python float.
 
 ``y_pred`` holds activated predictions (probabilities for classification), with
-the shape of ``y_true``: (N, features), or (N, classes) one-hot.
+the shape of ``y_true``: (N, features), or (N, classes) one-hot. The classification
+metrics (`Accuracy`, `Precision`, `Recall`, `F1Score`, `TopKAccuracy`) also take
+integer class labels (class ids) as ``y_true``, shape (N,), beside predictions
+(N, classes > 1): their results equal those on the one-hot rows of the labels.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import _checks
+from ._labels import class_ids, is_labels_for
 from .backend import ArrayType, xp
 
 __all__ = [
@@ -56,6 +60,20 @@ def _ratio(numerator: Any, denominator: Any) -> Any:
 
 def _is_one_hot(y: Any) -> bool:
     return y.ndim == 2 and y.shape[1] > 1
+
+
+def _class_labels(owner: str, y_true: Any, y_pred: Any) -> tuple[Any, Any] | None:
+    """``(true class ids (N,), y_pred)`` when ``y_true`` holds class ids, else None.
+
+    Class ids are a ``y_true`` of shape (N,) or (N, 1) beside ``y_pred`` of shape
+    (N, classes > 1); each must be a whole number in [0, classes) (a ValueError names
+    the first that is not).
+    """
+    y_true = y_true if isinstance(y_true, xp.ndarray) else xp.asarray(y_true)
+    y_pred = y_pred if isinstance(y_pred, xp.ndarray) else xp.asarray(y_pred)
+    if not is_labels_for(y_true, y_pred):
+        return None
+    return class_ids(y_true, y_pred.shape[1], f"{owner}: y_true"), y_pred
 
 
 class Metric:
@@ -132,11 +150,16 @@ class R2Score(Metric):
 class Accuracy(Metric):
     """Fraction of correct predictions.
 
-    One-hot targets (2-D, more than one column): argmax agreement. Otherwise the
+    One-hot targets (2-D, more than one column): argmax agreement; class ids (N,)
+    beside predictions (N, classes): agreement with the argmax. Otherwise the
     predictions are rounded at 0.5 and compared with the targets.
     """
 
     def __call__(self, y_true: ArrayType, y_pred: ArrayType) -> float:
+        labels = _class_labels("Accuracy", y_true, y_pred)
+        if labels is not None:
+            ids, probabilities = labels
+            return float((ids == probabilities.argmax(axis=1)).mean())
         y_true, y_pred = _pair("Accuracy", y_true, y_pred)
         if _is_one_hot(y_true):
             return float((y_true.argmax(axis=1) == y_pred.argmax(axis=1)).mean())
@@ -163,8 +186,8 @@ class _ClassScore(Metric):
         """Score of ``y_pred`` against ``y_true``.
 
         Args:
-            y_true: One-hot (N, classes) or binary (N, 1) targets; class labels (N,)
-                with ``no_check=True``.
+            y_true: One-hot (N, classes) or binary (N, 1) targets, or class ids (N,)
+                beside ``y_pred`` (N, classes); class labels (N,) with ``no_check=True``.
             y_pred: Probabilities with the shape of ``y_true``; labels with ``no_check``.
             num_classes: With ``no_check``, the number of classes (1 means binary labels
                 with 1 the positive class).
@@ -180,6 +203,9 @@ class _ClassScore(Metric):
                     f"{true_labels.shape[0]} and {pred_labels.shape[0]}"
                 )
             classes = _checks.positive_int(owner, "num_classes", num_classes)
+        elif (labels := _class_labels(owner, y_true, y_pred)) is not None:
+            true_labels, y_pred = labels
+            classes, pred_labels = y_pred.shape[1], y_pred.argmax(axis=1)
         else:
             y_true, y_pred = _pair(owner, y_true, y_pred)
             if _is_one_hot(y_true):
@@ -216,8 +242,8 @@ class Precision(_ClassScore):
 
     Called as ``precision(y_true, y_pred, num_classes=1, no_check=False)``:
 
-    - ``y_true``: one-hot (N, classes) or binary (N, 1) targets; with ``no_check=True``,
-      class labels (N,).
+    - ``y_true``: one-hot (N, classes) or binary (N, 1) targets, or class ids (N,)
+      beside ``y_pred`` (N, classes); with ``no_check=True``, class labels (N,).
     - ``y_pred``: probabilities with the shape of ``y_true``; with ``no_check=True``,
       class labels (N,).
     - ``num_classes``: with ``no_check=True``, the number of classes (1: binary labels,
@@ -282,7 +308,8 @@ class TopKAccuracy(Metric):
     """Fraction of samples whose true class is among the k highest scores.
 
     Its key holds k (``top5accuracy`` for ``TopKAccuracy(5)``), so a model can report
-    several k side by side.
+    several k side by side. ``y_true`` is one-hot (N, classes) or holds class ids (N,)
+    or (N, 1), whole numbers in [0, classes).
 
     Args:
         k: How many of the highest scores count, >= 1.
@@ -306,7 +333,7 @@ class TopKAccuracy(Metric):
         if y_true.shape == y_pred.shape:
             labels = y_true.argmax(axis=1)
         elif y_true.shape in ((y_pred.shape[0],), (y_pred.shape[0], 1)):
-            labels = y_true.reshape(-1).astype(xp.int64)
+            labels = class_ids(y_true, y_pred.shape[1], "TopKAccuracy: y_true")
         else:
             raise ValueError(
                 f"TopKAccuracy: y_true must be one-hot {tuple(y_pred.shape)} or labels "

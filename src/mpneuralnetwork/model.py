@@ -21,7 +21,7 @@ from .layers import Layer
 from .losses import MSE, Loss
 from .metrics import RMSE, Accuracy, F1Score, Metric, R2Score, _check_keys, _Scores
 from .optimizers import SGD, Optimizer
-from .training import fit
+from .training import DEFAULT_BATCH_SIZE, fit
 from .weights import get_model_weights, restore_model_weights
 
 __all__ = ["Model"]
@@ -164,7 +164,7 @@ class Model:
         X_train: ArrayType | Loader,
         y_train: ArrayType | None = None,
         epochs: int | None = None,
-        batch_size: int | None = None,
+        batch_size: int | None = DEFAULT_BATCH_SIZE,
         evaluation: tuple[ArrayType, ArrayType] | Loader | None = None,
         auto_evaluation: float = 0.2,
         early_stopping: int | None = None,
@@ -180,12 +180,15 @@ class Model:
             X_train: Inputs (N, *input_shape): an array, a memory-mapped array (read
                 batch by batch, never whole), or a `DataLoader` / `GeneratorLoader`
                 (`mpneuralnetwork.data`), which then gives the targets and the batches.
-            y_train: Targets (N, *output_shape); one-hot for classification. None
-                with a loader.
+            y_train: Targets (N, *output_shape); one-hot for classification, or class
+                ids (N,) with `SparseCategoricalCrossEntropy`. None with a loader.
             epochs: The number of the last epoch, >= 0 (required): the run trains epochs
                 ``initial_epoch + 1`` to ``epochs`` (all of them by default).
             batch_size: Samples per gradient step, >= 1 (the last batch may be
-                smaller); required with arrays, None with a loader.
+                smaller): 32 by default (`mpneuralnetwork.training.DEFAULT_BATCH_SIZE`;
+                None too), as in Keras. A loader has its own
+                batch size: leave it out (or pass None or the same value); another value
+                is a ValueError.
             evaluation: ``(X_val, y_val)`` or a loader; wins over ``auto_evaluation``.
             auto_evaluation: Fraction of the samples held out at random for
                 validation when ``evaluation`` is None, in [0, 1) (0: none). They are
@@ -228,7 +231,8 @@ class Model:
         Args:
             X: Inputs (N, *input_shape), or a loader giving inputs and targets (read
                 once, unshuffled, batch by batch).
-            y: Targets (N, *output_shape); None with a loader.
+            y: Targets (N, *output_shape), or class ids (N,) with
+                `SparseCategoricalCrossEntropy`; None with a loader.
             training: Run the layers in training mode (dropout, batch statistics;
                 computed per batch with a loader).
             compute_metrics: Also compute every metric.

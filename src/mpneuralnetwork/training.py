@@ -33,6 +33,25 @@ if TYPE_CHECKING:
 VALIDATION_BATCH = 4096
 
 
+class _DefaultBatchSize(int):
+    """The default ``batch_size`` of ``Model.train``: the int 32, as in Keras.
+
+    A distinct object, so that ``train`` tells a left-out batch size from an explicit 32:
+    a loader's own batch size wins over the default, while an explicit value that
+    differs from it is an error.
+    """
+
+    __slots__ = ()
+
+
+DEFAULT_BATCH_SIZE: int = _DefaultBatchSize(32)
+"""``Model.train``'s default ``batch_size``: 32 (an int), as in Keras.
+
+With arrays it is 32 samples per step. A loader keeps its own batch size when
+``batch_size`` is left out: this default is its own object, told apart from an
+explicit 32 (which must then equal the loader's)."""
+
+
 def fit(
     model: Model,
     X_train: Any,
@@ -192,7 +211,11 @@ def training_loader(model: Model, X: Any, y: Any, batch_size: int | None) -> Loa
     global random state, the indices of a batch sorted), so the same seed gives the
     same weights whichever way the data come. In-memory arrays are checked whole
     and moved to the device once; a memory-mapped array is read batch by batch.
+
+    ``batch_size`` left out (`DEFAULT_BATCH_SIZE`) or None means 32 with arrays and the
+    loader's own batch size with a loader; an explicit one must equal the loader's.
     """
+    left_out = batch_size is None or batch_size is DEFAULT_BATCH_SIZE
     if isinstance(X, Loader):
         if y is not None:
             raise ValueError(
@@ -200,7 +223,7 @@ def training_loader(model: Model, X: Any, y: Any, batch_size: int | None) -> Loa
                 f"(the loader gives the targets); got {type(y).__name__}"
             )
         own = getattr(X, "batch_size", None)
-        if batch_size is not None and batch_size != own:
+        if not left_out and batch_size != own:
             raise ValueError(
                 f"train: batch_size comes from the {type(X).__name__} ({own}); leave it "
                 f"out or pass the same; got {batch_size!r}"
@@ -210,7 +233,9 @@ def training_loader(model: Model, X: Any, y: Any, batch_size: int | None) -> Loa
                 f"train: the {type(X).__name__} of X_train gives no targets; create it with y"
             )
         return X
-    batch_size = _checks.positive_int("train", "batch_size", batch_size)
+    batch_size = _checks.positive_int(
+        "train", "batch_size", DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+    )
     if isinstance(X, np.memmap):
         _check_memmap(model, X, y)
         return DataLoader(X, y, batch_size)

@@ -21,6 +21,8 @@ from mpneuralnetwork.layers import (
     Flatten,
     Layer,
     MaxPooling2D,
+    Reshape,
+    UpSampling2D,
 )
 
 
@@ -104,6 +106,10 @@ def _examples():
         (lambda: AveragePooling2D(3), (2, 7, 9)),
         (lambda: AveragePooling2D(2, strides=3), (2, 7, 9)),
         (lambda: Flatten(), (2, 3, 4)),
+        (lambda: Reshape((4, -1)), (2, 3, 4)),
+        (lambda: Reshape([6, 4], input_shape=(2, 3, 4)), None),
+        (lambda: UpSampling2D(), (2, 3, 4)),
+        (lambda: UpSampling2D((3, 1)), (2, 3, 4)),
         (lambda: Tanh(), (4,)),
         (lambda: Sigmoid(), (4,)),
         (lambda: ReLU(), (2, 3)),
@@ -255,7 +261,16 @@ def test_state_setter_copies(cls):
 
 
 def test_layers_without_state_or_params():
-    for layer in (Dropout(), Flatten(), MaxPooling2D(), AveragePooling2D(), ReLU(), Softmax()):
+    for layer in (
+        Dropout(),
+        Flatten(),
+        MaxPooling2D(),
+        AveragePooling2D(),
+        ReLU(),
+        Softmax(),
+        Reshape((-1,)),
+        UpSampling2D(),
+    ):
         assert layer.params == {} and layer.state == {}
 
 

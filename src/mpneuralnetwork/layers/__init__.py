@@ -11,6 +11,8 @@ from .layer2d import (
     Convolutional,
     Flatten,
     MaxPooling2D,
+    Reshape,
+    UpSampling2D,
 )
 from .recurrent import GRU, LSTM, Recurrent, SimpleRNN
 from .utils import col2im, im2col
@@ -36,7 +38,9 @@ __all__ = [
     "Recurrent",
     "Residual",
     "Sequential",
+    "Reshape",
     "SimpleRNN",
+    "UpSampling2D",
     "col2im",
     "im2col",
 ]

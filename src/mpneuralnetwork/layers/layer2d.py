@@ -1,4 +1,5 @@
-"""Layers on images (N, C, H, W): convolution, pooling, flattening, batch normalization."""
+"""Layers on images (N, C, H, W): convolution, pooling, upsampling, flattening, reshaping,
+batch normalization."""
 
 from __future__ import annotations
 
@@ -548,3 +549,180 @@ class BatchNormalization2D(BatchNormalization):
         """(1, C, 1, 1)."""
         c, _, _ = _image_shape("BatchNormalization2D", input_shape)
         return (1, c, 1, 1)
+
+
+def _target_shape(value: Any) -> tuple[int, ...]:
+    """Check a `Reshape` target: sizes >= 1 and at most one -1 (a tuple or a JSON list)."""
+    if (
+        not isinstance(value, (tuple, list))
+        or not value
+        or not all(_checks.is_int(v) and (v >= 1 or v == -1) for v in value)
+        or sum(1 for v in value if v == -1) > 1
+    ):
+        raise ValueError(
+            "Reshape: target_shape must be a non-empty tuple of positive ints, one of which "
+            f"may be -1; got {value!r}"
+        )
+    return tuple(int(v) for v in value)
+
+
+def _resolve(source: tuple[int, ...], target: tuple[int, ...]) -> tuple[int, ...]:
+    """``target`` with its -1 inferred from ``source``'s size; a ValueError when they differ."""
+    total, known = math.prod(source), math.prod(v for v in target if v != -1)
+    if -1 in target:
+        if total % known == 0:
+            return tuple(total // known if v == -1 else v for v in target)
+    elif known == total:
+        return target
+    raise ValueError(f"Reshape: cannot reshape {source} ({total} values) to {target}")
+
+
+class Reshape(Layer):
+    """Reshape each sample, keeping the batch axis: (N, *input_shape) -> (N, *target_shape).
+
+    As Keras's ``Reshape`` (``torch.reshape`` on each sample): the values keep their
+    row-major order.
+
+    Args:
+        target_shape: The shape of one output sample, a tuple of ints >= 1 (a list is
+            accepted, as a configuration read from JSON gives); one size may be -1, inferred
+            from the input's size.
+        input_shape: Shape of one input sample; when given the layer builds at once (so it
+            can be a model's first layer).
+
+    Raises:
+        ValueError: At `build` (so at ``Model(...)``), or at `forward` for a layer used
+            alone, when the input's size does not fit ``target_shape``.
+
+    Shapes:
+        (N, *input_shape) -> (N, *output_shape), ``output_shape`` being ``target_shape``
+        with its -1 resolved once the layer is built.
+    """
+
+    def __init__(
+        self,
+        target_shape: tuple[int, ...] | list[int],
+        input_shape: int | tuple[int, ...] | None = None,
+    ) -> None:
+        super().__init__()
+        self.target_shape = _target_shape(target_shape)
+        if input_shape is not None:
+            self.build(input_shape)
+
+    def build(self, input_shape: int | tuple[int, ...]) -> None:
+        """Set the input shape and the resolved output shape."""
+        shape = _checks.shape("Reshape", "input_shape", input_shape)
+        assert shape is not None
+        self._check_declared(shape)
+        self.output_shape = _resolve(shape, self.target_shape)
+        self.input_shape = shape
+
+    def forward(self, input_batch: ArrayType, training: bool = True) -> ArrayType:
+        x = self._check_input(input_batch, min_ndim=1)
+        if self.input_shape is None:  # used alone: the target is resolved on each batch
+            shape = _resolve(tuple(x.shape[1:]), self.target_shape)
+        else:
+            shape = self._known("output_shape")
+        self.input = x
+        self.output = x.reshape(x.shape[0], *shape)
+        return self.output
+
+    def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
+        g = self._check_gradient(output_gradient_batch)
+        d_input = g.reshape(self.input.shape)
+        if d_input.strides == self.input.strides:
+            return d_input
+        # In the input's memory order, as `Flatten` does (channel-major after a convolution).
+        ordered = xp.empty_like(self.input, dtype=g.dtype)
+        ordered[...] = d_input
+        return ordered
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"type": "Reshape", "target_shape": self.target_shape}
+        if self.input_shape is not None:
+            config["input_shape"] = self.input_shape
+        return config
+
+
+def _pair(value: Any) -> tuple[int, int] | None:
+    """``(sh, sw)`` from an int >= 1 or a pair of them; None for anything else."""
+    if _checks.is_int(value) and value >= 1:
+        return int(value), int(value)
+    if (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(_checks.is_int(v) and v >= 1 for v in value)
+    ):
+        return int(value[0]), int(value[1])
+    return None
+
+
+class UpSampling2D(Layer):
+    """Nearest-neighbour upsampling of images: each pixel becomes an sh×sw block.
+
+    As Keras's ``UpSampling2D`` and PyTorch's ``nn.Upsample(scale_factor=size,
+    mode="nearest")``: ``out[n, c, i, j] = x[n, c, i // sh, j // sw]``. The gradient of
+    an input pixel is the sum of its block's gradients.
+
+    Args:
+        size: The factor along H and W, an int >= 1, or a pair ``(sh, sw)`` (a list is
+            accepted, as a configuration read from JSON gives).
+
+    Shapes:
+        (N, C, H, W) -> (N, C, H·sh, W·sw).
+    """
+
+    def __init__(self, size: int | tuple[int, int] | list[int] = 2) -> None:
+        super().__init__()
+        factors = _pair(size)
+        if factors is None:
+            raise ValueError(
+                f"UpSampling2D: size must be an int >= 1 or a pair of them (sh, sw); got {size!r}"
+            )
+        # An int stays an int (its configuration reads as Keras's), a pair a tuple.
+        self.size: int | tuple[int, int] = factors[0] if _checks.is_int(size) else factors
+        self._factors = factors
+
+    def build(self, input_shape: int | tuple[int, ...]) -> None:
+        """Set the input shape (C, H, W) and the output shape (C, H·sh, W·sw)."""
+        shape = _checks.shape("UpSampling2D", "input_shape", input_shape)
+        assert shape is not None
+        c, h, w = _image_shape("UpSampling2D", shape)
+        sh, sw = self._factors
+        self.input_shape = shape
+        self.output_shape = (c, h * sh, w * sw)
+
+    def forward(self, input_batch: ArrayType, training: bool = True) -> ArrayType:
+        x = self._check_input(input_batch, min_ndim=4)
+        if self.input_shape is None:
+            self.build(tuple(x.shape[1:]))
+        self.input = x
+        sh, sw = self._factors
+        # One broadcast copy into (A, B, H, sh, W, sw), A×B being (N, C) in the input's
+        # memory order (C, N after a convolution), then a free reshape to (…, H·sh, W·sw).
+        major = _is_channel_major(x)
+        source = x.swapaxes(0, 1) if major else x
+        a, b, h, w = source.shape
+        blocks = xp.empty((a, b, h, sh, w, sw), dtype=x.dtype)
+        blocks[...] = source[:, :, :, None, :, None]
+        out = blocks.reshape(a, b, h * sh, w * sw)
+        self.output = out.swapaxes(0, 1) if major else out
+        return self.output
+
+    def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
+        g = self._check_gradient(output_gradient_batch)
+        sh, sw = self._factors
+        major = _is_channel_major(g)
+        source = g.swapaxes(0, 1) if major else g
+        a, b, h_out, w_out = source.shape
+        sums = source.reshape(a, b, h_out // sh, sh, w_out // sw, sw).sum(axis=(3, 5))
+        d_input = sums.swapaxes(0, 1) if major else sums
+        if major == _is_channel_major(self.input):
+            return d_input
+        # In the input's memory order, so the layers below keep theirs.
+        ordered = _channel_major_like(self.input, tuple(d_input.shape), g.dtype)
+        ordered[...] = d_input
+        return ordered
+
+    def get_config(self) -> dict[str, Any]:
+        return {"type": "UpSampling2D", "size": self.size}
