@@ -72,7 +72,11 @@ def save_model(model: Any, filepath: str | os.PathLike[str]) -> Path:
         del arrays[f"optimizer_{name}"]
     arrays["architecture"] = np.array(json.dumps(architecture))
     arrays["model_config"] = np.array(json.dumps(config))
-    write_atomically(path, lambda file: np.savez_compressed(file, **arrays), "save_model")
+    write_atomically(
+        path,
+        lambda file: np.savez_compressed(file, **arrays),  # type: ignore[arg-type]
+        "save_model",
+    )
     return path
 
 
