@@ -48,7 +48,7 @@ from mpneuralnetwork.layers import (
 )
 from mpneuralnetwork.losses import MSE, BinaryCrossEntropy, CategoricalCrossEntropy
 from mpneuralnetwork.model import Model
-from mpneuralnetwork.onnx import MIN_OPSET, export
+from mpneuralnetwork.onnx import CONVERTERS, MIN_OPSET, Graph, export
 
 onnx = pytest.importorskip("onnx", reason="the onnx extra: pip install '.[onnx]'")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime runs the exported files")
@@ -398,3 +398,50 @@ def test_the_module_imports_without_onnx() -> None:
         "assert 'onnx' not in {m for m, v in sys.modules.items() if v is not None}\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# ------------------------------------------------------- the converter protocol
+class Chain(Layer):
+    """A container (as Sequential will be): its inner layers one after the other."""
+
+    def __init__(self, layers: list[Layer]) -> None:
+        super().__init__()
+        self.layers = layers
+
+    def build(self, input_shape: Any) -> None:
+        super().build(input_shape)
+        shape = self.input_shape
+        for layer in self.layers:
+            layer.build(shape)
+            shape = layer.output_shape
+        self.output_shape = shape
+
+    def forward(self, input_batch: Any, training: bool = True) -> Any:
+        for layer in self.layers:
+            input_batch = layer.forward(input_batch, training)
+        self.output = input_batch
+        return input_batch
+
+
+def chain_to_onnx(layer: Chain, x: str, graph: Graph) -> str:
+    for i, inner in enumerate(layer.layers):
+        x = graph.convert(inner, x, str(i))
+    return x
+
+
+def test_a_container_converts_its_inner_layers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(CONVERTERS, Chain, chain_to_onnx)
+    inner = [Dense(4, initialization="xavier"), Tanh(), Dense(4, initialization="xavier")]
+    model = randomize(Model([Dense(4, input_size=3), Chain(inner), Chain([ReLU()])], MSE()))
+    proto = check_export(model, tmp_path / "chain.onnx")
+    # Each layer's tensors are named inside its scope: no clash between the two Dense.
+    weights = sorted(init.name for init in proto.graph.initializer if "weights" in init.name)
+    assert weights == ["0_dense/weights", "1_chain/0_dense/weights", "1_chain/2_dense/weights"]
+
+    square = Activation(lambda x: x * x, lambda x: 2 * x)
+    model = Model([Dense(4, input_size=3), Chain([Tanh(), square])], MSE())
+    match = r"no ONNX converter for Activation at layer 1 \(Chain\) > layer 1 \(Activation\)"
+    with pytest.raises(ValueError, match=match):
+        export(model, tmp_path / "refused.onnx")

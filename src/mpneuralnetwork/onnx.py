@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks
+from . import __version__, _checks
 from .activations import PReLU, ReLU, Sigmoid, Softmax, Swish, Tanh
 from .archive import write_atomically
 from .backend import to_host
@@ -123,7 +123,7 @@ class Graph:
 
     @property
     def where(self) -> str:
-        """The layer being converted, for messages: ``"layer 3 (Residual) > 0 (Dense)"``."""
+        """The layer being converted, for messages: ``"layer 3 (Residual) > layer 0 (Dense)"``."""
         return " > ".join(self._where) or "the model"
 
     # ------------------------------------------------------------- building
@@ -153,11 +153,10 @@ class Graph:
             The output name for a single hint, else the list of names (``""`` for those
             left out).
         """
-        single = outputs is None or isinstance(outputs, str)
         if outputs is None or isinstance(outputs, str):
-            names = [self.name(outputs or op_type.lower())]
+            names, single = [self.name(outputs or op_type.lower())], True
         else:
-            names = ["" if hint is None else self.name(hint) for hint in outputs]
+            names, single = ["" if hint is None else self.name(hint) for hint in outputs], False
         helper = self.onnx.helper
         node_name = self.name(op_type)
         self.nodes.append(helper.make_node(op_type, list(inputs), names, node_name, **attributes))
@@ -406,8 +405,6 @@ def _model_proto(model: Any, graph: Graph) -> Any:
     initializers = [numpy_helper.from_array(a, name) for name, a in graph.initializers.items()]
     body = helper.make_graph(graph.nodes, "mpneuralnetwork", inputs, outputs, initializers)
     opsets = [helper.make_opsetid("", graph.opset)]
-    from . import __version__
-
     return helper.make_model(
         body,
         opset_imports=opsets,
