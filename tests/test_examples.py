@@ -128,6 +128,7 @@ def test_every_example_is_tested() -> None:
         "augmented_digits.py",
         "plot_schedules.py",
         "cosine_digits.py",
+        "export_onnx.py",
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
@@ -145,3 +146,14 @@ def test_cosine_digits_compares_two_schedules() -> None:
     output = run_example("cosine_digits.py", "--epochs", "1")
     assert re.search(r"test accuracy, constant rate: +0\.\d{4}", output)
     assert re.search(r"test accuracy, cosine annealing: +0\.\d{4}", output)
+
+
+def test_export_onnx_serves_the_cnn_from_onnxruntime(tmp_path: Path) -> None:
+    pytest.importorskip("onnx", reason="the onnx extra")
+    pytest.importorskip("onnxruntime", reason="the example serves the file from onnxruntime")
+    path = tmp_path / "digits.onnx"
+    output = run_example("export_onnx.py", "--epochs", "1", "--repeats", "2", "--path", str(path))
+    assert "onnxruntime predicts the same as model.predict: True" in output
+    assert re.search(r"onnxruntime test accuracy: 0\.\d{4}", output)
+    assert re.search(r"one sample: model.predict +[\d.]+ µs, onnxruntime +[\d.]+ µs", output)
+    assert path.is_file()

@@ -21,8 +21,9 @@ import os
 import secrets
 import stat
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -71,12 +72,34 @@ def save_model(model: Any, filepath: str | os.PathLike[str]) -> Path:
         del arrays[f"optimizer_{name}"]
     arrays["architecture"] = np.array(json.dumps(architecture))
     arrays["model_config"] = np.array(json.dumps(config))
+    write_atomically(
+        path,
+        lambda file: np.savez_compressed(file, **arrays),  # type: ignore[arg-type]
+        "save_model",
+    )
+    return path
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], Any], owner: str) -> None:
+    """Write a file through ``write(file)`` into a temporary, then rename it over ``path``.
+
+    A write that fails or is interrupted leaves any previous file intact; the
+    temporary is removed when ``write`` raises (KeyboardInterrupt included), and the
+    temporaries of killed processes are removed by the next write of the same file
+    (POSIX). A new file gets the permissions of any file the program writes (0o666
+    less the umask); an overwritten file keeps its permissions.
+
+    Args:
+        path: The file to write.
+        write: Writes the whole content into the binary file it is given.
+        owner: The public function writing, named in errors (``"save_model"``).
+    """
     folder = path.parent if str(path.parent) else Path(".")
     _remove_stale_temporaries(folder, path.name)
-    handle, temporary = _create_temporary(folder, path.name)
+    handle, temporary = _create_temporary(folder, path.name, owner)
     try:
         with os.fdopen(handle, "wb") as file:
-            np.savez_compressed(file, **arrays)  # type: ignore[arg-type]
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         if path.exists():  # an overwrite keeps the file's permissions
@@ -85,7 +108,6 @@ def save_model(model: Any, filepath: str | os.PathLike[str]) -> Path:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return path
 
 
 def _remove_stale_temporaries(folder: Path, name: str) -> None:
@@ -113,7 +135,7 @@ def _running(pid: int) -> bool:
     return True
 
 
-def _create_temporary(folder: Path, name: str) -> tuple[int, str]:
+def _create_temporary(folder: Path, name: str, owner: str) -> tuple[int, str]:
     """A new, empty ``.{name}.{pid}.{random}.tmp`` in ``folder``, open for writing.
 
     It is created with mode 0o666 so that the umask (and a default ACL) apply, as for
@@ -126,7 +148,7 @@ def _create_temporary(folder: Path, name: str) -> tuple[int, str]:
             return os.open(temporary, flags, 0o666), temporary
         except FileExistsError:
             continue
-    raise FileExistsError(f"save_model: no free temporary file name in {folder}")
+    raise FileExistsError(f"{owner}: no free temporary file name in {folder}")
 
 
 def callback_records(callbacks: list[Any]) -> list[dict[str, Any]]:
