@@ -345,7 +345,8 @@ class Adam(Optimizer):
     ``v ← β2·v + (1 − β2)·g²``; ``w ← w − lr/(1 − β1^t) · m / (√v/√(1 − β2^t) + ε)``;
     with L2, then ``w ← w − lr·r`` (r computed from w before the step). With
     ``no_bias_correction=True`` the moments are used as they are:
-    ``w ← w − lr · m / (√v + ε)`` (the first steps are then much smaller than lr).
+    ``w ← w − lr · m / (√v + ε)``: the early steps are then off by
+    (1 − β1^t)/√(1 − β2^t) (about 3.2 at t = 1 with the default betas).
 
     Args:
         learning_rate: Step size.
