@@ -249,13 +249,19 @@ class _SplitActivation(Activation):
 
     def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
         g = self._gradient(output_gradient_batch)
-        prime = self.activation_prime
+        derivative = self._derivative
         if xp.ndim(g) == 0:  # a constant gradient: the result takes the input's shape
-            return g * prime(self.input)
+            return g * derivative(self.input, self.output)
         dtype = xp.result_type(g.dtype, self.input.dtype)
-        return _by_samples(
-            lambda out, a, b: _into(out, a * prime(b)), self.input, dtype, g, self.input
-        )
+
+        def share(out: Any, a: Any, x: Any, y: Any) -> Any:
+            return _into(out, a * derivative(x, y))
+
+        return _by_samples(share, self.input, dtype, g, self.input, self.output)
+
+    def _derivative(self, x: ArrayType, y: ArrayType) -> ArrayType:
+        """f′(x), given x and y = f(x) (subclasses may find it cheaper from y)."""
+        return self.activation_prime(x)
 
 
 class LeakyReLU(_SplitActivation):
@@ -350,9 +356,10 @@ def _largest_input(dtype: Any, scale: float) -> float:
 class Softplus(_SplitActivation):
     """(1/beta)·log(1 + e^(beta·x)), and x where beta·x > threshold (PyTorch's ``nn.Softplus``).
 
-    Derivative σ(beta·x), 1 where linear. Computed as
-    (max(z, 0) + log(1 + e^−|z|))/beta with z = beta·x clipped to [−800, threshold], so
-    that nothing overflows for any finite input (below −800, e^z is 0 even in float64).
+    Derivative σ(beta·x), 1 where linear. z = beta·x is capped at the threshold before
+    log(1 + e^z) (computed as max(z, 0) + log(1 + e^−|z|) for a threshold above 80),
+    and beta·x of an input near the largest float is computed from a clipped x, so that
+    nothing overflows for any finite input; backward takes σ(z) from the output.
 
     Args:
         beta: The sharpness, > 0 (larger: closer to ReLU).
@@ -366,23 +373,33 @@ class Softplus(_SplitActivation):
         )
         super().__init__(self._softplus, self._prime)
 
-    def _z(self, x: ArrayType) -> tuple[ArrayType, ArrayType]:
-        """(beta·x clipped to [−800, threshold], the mask of the linear region)."""
-        # beta·x as PyTorch computes it, x first clipped where beta > 1 could overflow it
+    def _beta_x(self, x: ArrayType) -> ArrayType:
+        """beta·x as PyTorch computes it, x first clipped where beta > 1 could overflow it."""
         if self.beta > 1:
             largest = _largest_input(x.dtype, self.beta)
             x = xp.clip(x, -largest, largest)
-        z = self.beta * x
-        return xp.clip(z, -800.0, self.threshold), z > self.threshold
+        return self.beta * x
 
     def _softplus(self, x: ArrayType) -> ArrayType:
-        z, linear = self._z(x)
-        soft = (xp.maximum(z, 0.0) + xp.log1p(xp.exp(-xp.abs(z)))) / self.beta
-        return xp.where(linear, x, soft)
+        z = self._beta_x(x)
+        linear = z > self.threshold
+        z = xp.minimum(z, self.threshold)  # the linear region's z are not used: keep e^z finite
+        if self.threshold <= 80.0:  # e^z <= e^80 is finite even in float32: PyTorch's formula
+            soft = xp.log1p(xp.exp(z))
+        else:
+            soft = xp.maximum(z, 0.0) + xp.log1p(xp.exp(-xp.abs(z)))
+        return xp.where(linear, x, soft / self.beta)
 
     def _prime(self, x: ArrayType) -> ArrayType:
-        z, linear = self._z(x)
-        return xp.where(linear, 1.0, sigmoid(z)).astype(x.dtype)
+        z = self._beta_x(x)
+        return xp.where(z > self.threshold, 1.0, sigmoid(z)).astype(x.dtype)
+
+    def _derivative(self, x: ArrayType, y: ArrayType) -> ArrayType:
+        # σ(z) = 1 − e^(−beta·y), since e^(beta·y) = 1 + e^z. y >= 0, and beyond
+        # (threshold + 1)/beta lies the linear region only, where y·beta could overflow.
+        cap = min((max(self.threshold, 0.0) + 1.0) / self.beta, float(numpy.finfo(y.dtype).max))
+        soft = -xp.expm1(xp.minimum(y, cap) * -self.beta)
+        return xp.where(self._beta_x(x) > self.threshold, 1.0, soft).astype(x.dtype)
 
     def get_config(self) -> dict[str, Any]:
         return {"type": "Softplus", "beta": self.beta, "threshold": self.threshold}
