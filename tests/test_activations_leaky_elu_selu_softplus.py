@@ -334,3 +334,14 @@ def test_save_load_round_trip_of_a_model_using_each(tmp_path: Path) -> None:
     assert (loaded.layers[7].beta, loaded.layers[7].threshold) == (2.0, 5.0)
     assert_same_arrays(model_arrays(loaded), model_arrays(model))
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_activation_prime_is_the_derivative_backward_uses(name: str) -> None:
+    """`activation_prime` (the `Activation` interface) agrees with backward's shortcut."""
+    layer = CASES[name][0]()
+    x = to_device(grid())
+    layer.forward(x)
+    np.testing.assert_allclose(
+        to_host(layer.activation_prime(x)), to_host(layer.backward(xp.ones_like(x))), rtol=1e-13
+    )
