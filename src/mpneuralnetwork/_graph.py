@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 
-from .activations import Activation, PReLU, ReLU, Sigmoid, Softmax, Swish
+from .activations import ELU, Activation, LeakyReLU, PReLU, ReLU, Sigmoid, Softmax, Swish
 from .layers import BatchNormalization, Convolutional, Dense, Dropout, Layer
 from .layers.containers import Container, walk
 from .losses import BinaryCrossEntropy, CategoricalCrossEntropy, Loss
@@ -59,7 +59,10 @@ def _check_unique(layers: list[Layer]) -> None:
 
 
 def smart_initialization(layers: list[Layer]) -> None:
-    """He before ReLU / PReLU / Swish, Xavier otherwise; no bias before a BatchNorm.
+    """He before ReLU, PReLU, Swish, LeakyReLU or ELU, else Xavier; no bias before a BatchNorm.
+
+    This Xavier (std √(1/fan_in)) is LeCun normal, the initialization SELU wants: SELU
+    ends the search with it, like any other activation.
 
     Only Dense and Convolutional layers with ``initialization="auto"`` are touched;
     Dropout is looked through, a batch normalization removes the bias and is looked
@@ -81,7 +84,7 @@ def smart_initialization(layers: list[Layer]) -> None:
             if isinstance(following, BatchNormalization):  # BatchNormalization2D too
                 no_bias = True
                 continue
-            if isinstance(following, (ReLU, PReLU, Swish)):
+            if isinstance(following, (ReLU, PReLU, Swish, LeakyReLU, ELU)):
                 method = "he"
                 break
             if isinstance(following, (Activation, Dense, Convolutional, Container)):

@@ -1,6 +1,6 @@
 """Optimizers: they update, in place, the parameters that layers expose through ``params``.
 
-Per-parameter state (velocities, caches, moments) is one array per parameter,
+Per-parameter state (velocities, caches, moments, accumulators) is one array per parameter,
 created on first use and keyed ``layer_{i}_{name}``, ``i`` being the layer's index
 in the list given to `Optimizer.step`.
 """
@@ -16,7 +16,7 @@ import numpy
 from . import _checks, threads
 from .backend import ArrayType, xp
 
-__all__ = ["SGD", "Adam", "Lit_R", "Optimizer", "RMSprop"]
+__all__ = ["SGD", "Adagrad", "Adam", "Lit_R", "Optimizer", "RMSprop"]
 
 Lit_R = Literal["L1", "L2"]
 """The regularizations: L1 adds ``weight_decay · sign(w)``, L2 adds ``weight_decay · w``."""
@@ -230,9 +230,12 @@ def _optional_positive(owner: str, name: str, value: Any) -> float | None:
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent with momentum.
+    """Stochastic gradient descent with momentum, optionally Nesterov's.
 
-    ``g ← g + r; v ← momentum·v − lr·g; w ← w + v`` (r the regularization term).
+    ``g ← g + r; v ← momentum·v − lr·g; w ← w + v`` (r the regularization term). With
+    ``nesterov=True`` the step looks ahead along the new velocity:
+    ``w ← w + momentum·v − lr·g``, which at a constant rate is PyTorch's
+    ``SGD(momentum=momentum, nesterov=True)`` (dampening 0).
 
     Args:
         learning_rate: Step size.
@@ -241,6 +244,7 @@ class SGD(Optimizer):
         momentum: Fraction of the previous velocity kept, in [0, 1].
         clipnorm: Clip the global gradient norm to this (see `Optimizer`), or None.
         clipvalue: Clip every gradient value to ±this, or None.
+        nesterov: Nesterov momentum; in ``get_config`` only when True.
     """
 
     def __init__(
@@ -251,9 +255,11 @@ class SGD(Optimizer):
         momentum: float = 0.1,
         clipnorm: float | None = None,
         clipvalue: float | None = None,
+        nesterov: bool = False,
     ) -> None:
         super().__init__(learning_rate, regularization, weight_decay, clipnorm, clipvalue)
         self.momentum = _checks.number_in("SGD", "momentum", momentum, 0.0, 1.0)
+        self.nesterov = _checks.boolean("SGD", "nesterov", nesterov)
         self.velocities: dict[str, Any] = {}
 
     def _slots(self, key: str, value: ArrayType) -> tuple[ArrayType, ...]:
@@ -265,14 +271,22 @@ class SGD(Optimizer):
         velocity *= self.momentum
         xp.multiply(gradient, self.learning_rate, out=buffer)
         velocity -= buffer
-        value += velocity
+        if self.nesterov:  # w ← w − lr·g + momentum·v
+            value -= buffer
+            xp.multiply(velocity, self.momentum, out=buffer)
+            value += buffer
+        else:
+            value += velocity
 
     @property
     def params(self) -> dict[str, Any]:
         return {"velocities": self.velocities}
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "momentum": self.momentum}
+        config = {**super().get_config(), "momentum": self.momentum}
+        if self.nesterov:  # absent when False: the 1.1 configuration, unchanged
+            config["nesterov"] = True
+        return config
 
 
 class RMSprop(Optimizer):
@@ -329,7 +343,10 @@ class Adam(Optimizer):
 
     Per step: ``t ← t + 1``; with L1, ``g ← g + r``; ``m ← β1·m + (1 − β1)·g``;
     ``v ← β2·v + (1 − β2)·g²``; ``w ← w − lr/(1 − β1^t) · m / (√v/√(1 − β2^t) + ε)``;
-    with L2, then ``w ← w − lr·r`` (r computed from w before the step).
+    with L2, then ``w ← w − lr·r`` (r computed from w before the step). With
+    ``no_bias_correction=True`` the moments are used as they are:
+    ``w ← w − lr · m / (√v + ε)``: the early steps are then off by
+    (1 − β1^t)/√(1 − β2^t) (about 3.2 at t = 1 with the default betas).
 
     Args:
         learning_rate: Step size.
@@ -340,6 +357,8 @@ class Adam(Optimizer):
         epsilon: Keeps the division finite.
         clipnorm: Clip the global gradient norm to this (see `Optimizer`), or None.
         clipvalue: Clip every gradient value to ±this, or None.
+        no_bias_correction: Leave out the 1/(1 − β^t) divisors; in ``get_config`` only
+            when True.
     """
 
     def __init__(
@@ -352,11 +371,13 @@ class Adam(Optimizer):
         epsilon: float = 1e-8,
         clipnorm: float | None = None,
         clipvalue: float | None = None,
+        no_bias_correction: bool = False,
     ) -> None:
         super().__init__(learning_rate, regularization, weight_decay, clipnorm, clipvalue)
         self.beta1 = _checks.number_in("Adam", "beta1", beta1, 0.0, 1.0, high_open=True)
         self.beta2 = _checks.number_in("Adam", "beta2", beta2, 0.0, 1.0, high_open=True)
         self.epsilon = _checks.number_in("Adam", "epsilon", epsilon, 0.0, math.inf, low_open=True)
+        self.no_bias_correction = _checks.boolean("Adam", "no_bias_correction", no_bias_correction)
         self.t = 0
         self.momentums: dict[str, Any] = {}
         self.velocities: dict[str, Any] = {}
@@ -365,11 +386,14 @@ class Adam(Optimizer):
         """Advance ``t`` once, then update every parameter."""
         self.t += 1
         t = self.t
-        # lr/(1 − β1^t) · m / (√v/√(1 − β2^t) + ε) is computed as
-        # scaled_step · m / (√v + scaled_epsilon), both scales multiplied by √(1 − β2^t).
-        root = math.sqrt(1.0 - self.beta2**t)
-        self._scaled_step = self.learning_rate * root / (1.0 - self.beta1**t)
-        self._scaled_epsilon = self.epsilon * root
+        if self.no_bias_correction:  # lr · m / (√v + ε)
+            self._scaled_step, self._scaled_epsilon = self.learning_rate, self.epsilon
+        else:
+            # lr/(1 − β1^t) · m / (√v/√(1 − β2^t) + ε) is computed as
+            # scaled_step · m / (√v + scaled_epsilon), both scales multiplied by √(1 − β2^t).
+            root = math.sqrt(1.0 - self.beta2**t)
+            self._scaled_step = self.learning_rate * root / (1.0 - self.beta1**t)
+            self._scaled_epsilon = self.epsilon * root
         super().step(layers)
 
     def _slots(self, key: str, value: ArrayType) -> tuple[ArrayType, ...]:
@@ -393,9 +417,61 @@ class Adam(Optimizer):
         return {"t": self.t, "momentums": self.momentums, "velocities": self.velocities}
 
     def get_config(self) -> dict[str, Any]:
-        return {
+        config = {
             **super().get_config(),
             "beta1": self.beta1,
             "beta2": self.beta2,
             "epsilon": self.epsilon,
         }
+        if self.no_bias_correction:  # absent when False: the 1.1 configuration, unchanged
+            config["no_bias_correction"] = True
+        return config
+
+
+class Adagrad(Optimizer):
+    """Adagrad: ``g ← g + r; s ← s + g²; w ← w − lr·g/(√s + ε)``.
+
+    PyTorch's ``Adagrad`` with a zero initial accumulator and no learning-rate decay
+    (its ``weight_decay`` is this L2). The accumulated squares only grow, so every
+    parameter's steps shrink as its gradients add up.
+
+    Args:
+        learning_rate: Step size.
+        regularization: ``"L1"`` or ``"L2"``.
+        weight_decay: Regularization strength.
+        epsilon: Keeps the division finite, > 0.
+        clipnorm: Clip the global gradient norm to this (see `Optimizer`), or None.
+        clipvalue: Clip every gradient value to ±this, or None.
+    """
+
+    def __init__(
+        self,
+        learning_rate: float = 0.01,
+        regularization: Lit_R = "L2",
+        weight_decay: float = 0.001,
+        epsilon: float = 1e-10,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+    ) -> None:
+        super().__init__(learning_rate, regularization, weight_decay, clipnorm, clipvalue)
+        self.epsilon = _checks.number_in(
+            "Adagrad", "epsilon", epsilon, 0.0, math.inf, low_open=True
+        )
+        self.accumulators: dict[str, Any] = {}
+
+    def _slots(self, key: str, value: ArrayType) -> tuple[ArrayType, ...]:
+        return (self._state(self.accumulators, key, value),)
+
+    def _update(self, name: str, value: ArrayType, gradient: ArrayType, *arrays: Any) -> None:
+        accumulator, buffer = arrays
+        self._add_regularization(name, value, gradient, buffer)
+        xp.multiply(gradient, gradient, out=buffer)
+        accumulator += buffer
+        _descend(value, gradient, accumulator, self.epsilon, self.learning_rate, buffer)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"accumulators": self.accumulators}
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "epsilon": self.epsilon}
