@@ -3,6 +3,7 @@ misspelt monitored key, an activation that cannot be saved)."""
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from helpers_model import assert_same_arrays, model_arrays
-from mpneuralnetwork import xp
+from mpneuralnetwork import activations, layers, xp
 from mpneuralnetwork.activations import Activation, PReLU, ReLU, Softmax, Tanh
 from mpneuralnetwork.callbacks import EarlyStopping, ModelCheckpoint, ReduceLROnPlateau
 from mpneuralnetwork.layers import (
@@ -181,3 +182,18 @@ def test_activations_that_their_config_rebuilds_save_silently_and_load(
     assert_same_arrays(model_arrays(loaded), model_arrays(model))
     x = np.random.default_rng(0).standard_normal((4, 2)).astype(np.float32)
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+# ------------------------------------------------------ the home page's lists
+def test_the_home_pages_layer_list_names_every_layer_and_activation() -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "index.md").read_text()
+    (item,) = re.findall(r"^- \*\*Layers\*\*:(.*?)(?=^- )", page, re.S | re.M)
+    listed = set(re.findall(r"`(\w+)`", item))
+    bases = {"Layer", "Recurrent", "Activation"}  # what you subclass, not use
+    expected = {
+        name
+        for module in (layers, activations)
+        for name in module.__all__
+        if isinstance(getattr(module, name), type) and name not in bases
+    }
+    assert expected - listed == set(), "add them to the Layers item of docs/index.md"
