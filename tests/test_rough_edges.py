@@ -197,3 +197,35 @@ def test_the_home_pages_layer_list_names_every_layer_and_activation() -> None:
         if isinstance(getattr(module, name), type) and name not in bases
     }
     assert expected - listed == set(), "add them to the Layers item of docs/index.md"
+
+
+# ------------------------------------------------------ the pages speak to users
+ROOT = Path(__file__).resolve().parents[1]
+USER_PAGES = [
+    ROOT / "README.md",
+    *sorted(p for p in (ROOT / "docs").rglob("*.md") if "api" not in p.parts),
+]
+
+
+def test_no_page_speaks_of_the_projects_own_machines() -> None:
+    for page in USER_PAGES:
+        text = page.read_text(encoding="utf-8")
+        for word in ("/work/", "workplace", "flock "):
+            assert word not in text, f"{page.relative_to(ROOT)} mentions {word!r}"
+
+
+def test_every_text_block_showing_figures_is_checked() -> None:
+    """A ```text block with a figure of 3 decimals or more carries the output marker."""
+    for page in USER_PAGES:
+        lines = page.read_text(encoding="utf-8").splitlines()
+        previous = ""
+        for number, line in enumerate(lines):
+            if line.startswith("```text"):
+                end = lines.index("```", number + 1)
+                block = "\n".join(lines[number + 1 : end])
+                if re.search(r"\d\.\d{3,}", block):
+                    assert previous == "<!-- docs-test: output -->", (
+                        f"{page.relative_to(ROOT)}:{number + 1}: results shown unchecked"
+                    )
+            if line.strip():
+                previous = line.strip()
