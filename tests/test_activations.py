@@ -60,8 +60,13 @@ def test_exact_values_against_the_formulas(name):
 
 
 def test_derivatives_at_zero_follow_the_spec():
-    for make, expected in ((ReLU, 0.0), (lambda: PReLU(0.2), 1.0), (Sigmoid, 0.25), (Tanh, 1.0),
-                           (Swish, 0.5)):
+    for make, expected in (
+        (ReLU, 0.0),
+        (lambda: PReLU(0.2), 1.0),
+        (Sigmoid, 0.25),
+        (Tanh, 1.0),
+        (Swish, 0.5),
+    ):
         layer = make()
         layer.forward(to_device(np.zeros(3)))
         np.testing.assert_allclose(to_host(layer.backward(to_device(np.ones(3)))), expected)

@@ -201,8 +201,9 @@ def test_mode_is_inferred_from_the_name_or_given() -> None:
     assert not EarlyStopping("f1score")._lower_is_better
     assert EarlyStopping("val_rmse")._lower_is_better
     assert not EarlyStopping("epoch_time", mode="max")._lower_is_better
+    model, x, y = regression()
     with pytest.raises(ValueError, match="mode='min' or mode='max'"):
-        EarlyStopping("epoch_time")
+        model.train(x, y, 1, 16, verbose=0, callbacks=[EarlyStopping("epoch_time")])
     with pytest.raises(ValueError, match="mode must be one of"):
         EarlyStopping(mode="up")
 
@@ -280,13 +281,69 @@ def test_model_checkpoint_in_memory_on_another_key(capsys: pytest.CaptureFixture
 
 # -------------------------------------------------------------------- plateau
 def test_reduce_lr_on_plateau_by_hand() -> None:
-    plateau = ReduceLROnPlateau(factor=0.5, patience=2, min_delta=0.0, cooldown=1, min_lr=0.1)
+    plateau = ReduceLROnPlateau(factor=0.5, patience=2, min_delta=0.0, cooldown=2, min_lr=0.1)
     values = [5, 5, 5, 5, 5, 5, 4, 4, 4, 4, 4, 4, 4]
-    # Keras's rule: wait counts epochs without improvement (not in cooldown); at
-    # patience the rate is halved (not below 0.1) and one cooldown epoch follows.
-    expected = [1, 1, 0.5, 0.5, 0.25, 0.25, 0.25, 0.25, 0.125, 0.125, 0.1, 0.1, 0.1]
-    assert drive(plateau, [float(v) for v in values]) == expected
+    # Keras's rule: wait counts epochs without improvement, none while cooling down; at
+    # patience the rate is halved (not below 0.1). The epoch of a reduction and the two
+    # cooldown epochs after it reset wait, so (improvements aside) the rate drops every
+    # patience + cooldown - 1 = 3 epochs. A cooldown of 1 would act as 0 (every 2 epochs).
+    expected = [1, 1, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.125, 0.125, 0.125, 0.1, 0.1]
+    rates = drive(plateau, [float(v) for v in values])
+    assert rates == expected
+    drops = [epoch + 1 for epoch in range(1, len(rates)) if rates[epoch] < rates[epoch - 1]]
+    assert drops == [3, 6, 9, 12]  # 4 at epoch 7 (in a cooldown) is the best; 0.1 the floor
     assert plateau.best == 4 and plateau.best_epoch == 7
+    # the same run without a cooldown drops every patience = 2 epochs
+    no_cooldown = ReduceLROnPlateau(factor=0.5, patience=2, min_delta=0.0, min_lr=0.1)
+    assert drive(no_cooldown, [5.0] * 6) == [1, 1, 0.5, 0.5, 0.25, 0.25]
+
+
+def resume(
+    callback: Callback, state: dict[str, Any], values: list[float], first: int
+) -> list[float]:
+    """A new run from epoch ``first`` with ``state`` (as `load_model` gives it); the rates."""
+    model = FakeModel()
+    callback.state = state
+    callback.set_model(model)
+    callback.set_params({"epochs": first + len(values), "initial_epoch": first, "verbose": 0})
+    callback.on_train_begin()
+    rates = []
+    for epoch, value in enumerate(values, start=first):
+        callback.on_epoch_end(epoch, {"val_loss": value})
+        rates.append(model.optimizer.learning_rate)
+        if model.stop_training:
+            break
+    return rates
+
+
+def test_a_resumed_run_keeps_the_monitors_best_and_wait_mid_patience() -> None:
+    # Two epochs without improvement (wait = 2 of 3), then the run stops and resumes.
+    stopper = EarlyStopping(patience=3, restore_best_weights=False)
+    drive(stopper, [1.0, 1.1, 1.2])
+    assert (stopper.best, stopper.wait) == (1.0, 2)
+    resumed = EarlyStopping(patience=3, restore_best_weights=False)
+    resume(resumed, stopper.state, [1.05, 0.5], first=3)
+    # 1.05 is no improvement on the kept best: the third epoch without one stops the run
+    assert resumed.stopped_epoch == 4 and resumed.best == 1.0 and resumed.best_epoch == 1
+
+    plateau = ReduceLROnPlateau(factor=0.5, patience=3, min_delta=0.0)
+    drive(plateau, [1.0, 1.1, 1.2])
+    assert (plateau.best, plateau.wait) == (1.0, 2)
+    again = ReduceLROnPlateau(factor=0.5, patience=3, min_delta=0.0)
+    assert resume(again, plateau.state, [1.05, 1.05], first=3) == [0.5, 0.5]
+
+    # mid-cooldown: the resumed run's first epoch ends the cooldown and counts (patience 1)
+    cooling = ReduceLROnPlateau(factor=0.5, patience=1, min_delta=0.0, cooldown=2)
+    drive(cooling, [1.0, 1.1, 1.2])  # reduced after epoch 2, one cooldown epoch spent
+    assert cooling.cooldown_counter == 1
+    again = ReduceLROnPlateau(factor=0.5, patience=1, min_delta=0.0, cooldown=2)
+    assert resume(again, cooling.state, [1.3, 1.3, 1.3], first=3) == [0.5, 0.5, 0.25]
+
+    checkpoint = ModelCheckpoint()
+    drive(checkpoint, [1.0, 1.1])
+    kept = ModelCheckpoint()
+    resume(kept, checkpoint.state, [1.05], first=2)
+    assert kept.best == 1.0 and kept.best_epoch == 1 and kept.snapshot is None
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import subprocess
@@ -131,6 +132,25 @@ def test_every_example_is_tested() -> None:
         "export_onnx.py",
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
+
+
+def test_every_default_output_of_the_examples_is_ignored_by_git() -> None:
+    """An example run from the repository root leaves no untracked file behind."""
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    defaults = {
+        name
+        for script in EXAMPLES.glob("*.py")
+        for name in re.findall(r'default=Path\("([^"/]+)"\)', script.read_text(encoding="utf-8"))
+    }
+    assert {"learning_curves.png", "schedules.png", "cnn_digits.npz"} <= defaults
+    for name in sorted(defaults):
+        assert any(fnmatch.fnmatch(name, pattern.removeprefix("/")) for pattern in patterns), (
+            f"{name}, written to the working folder by default, is not in .gitignore"
+        )
 
 
 def test_plot_schedules_draws_every_schedule(tmp_path: Path) -> None:

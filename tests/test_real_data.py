@@ -183,13 +183,10 @@ def test_digits_read_row_by_row(cls: Any) -> None:
         CategoricalCrossEntropy(),
         Adam(learning_rate=DIGITS_LR),
     )
-    model.train(
-        x_train.reshape(-1, 8, 8), y_train, epochs=DIGITS_EPOCHS, batch_size=32, verbose=0
-    )
+    model.train(x_train.reshape(-1, 8, 8), y_train, epochs=DIGITS_EPOCHS, batch_size=32, verbose=0)
     _, scores = model.evaluate(x_test.reshape(-1, 8, 8), y_test)
     print(f"digits rows {cls.__name__} test accuracy: {scores['accuracy']:.4f}")
     assert scores["accuracy"] >= 0.95
-
 
 
 def long_memory(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -9,10 +9,11 @@ activation that follows it inside its container.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 
 from .activations import ELU, Activation, LeakyReLU, PReLU, ReLU, Sigmoid, Softmax, Swish
-from .layers import BatchNormalization, Convolutional, Dense, Dropout, Layer
+from .layers import BatchNormalization, Convolutional, Dense, Dropout, Layer, Recurrent
 from .layers.containers import Container, walk
 from .losses import BinaryCrossEntropy, CategoricalCrossEntropy, Loss
 
@@ -30,7 +31,7 @@ def build(layers: list[Layer]) -> None:
     _check_unique(layers)
     first = layers[0]
     if first.input_shape is None:
-        raise ValueError("Input layer does not define input size")
+        raise ValueError(no_input_message(first))
     _build_one(0, first, first.input_shape)
     for i, (previous, layer) in enumerate(itertools.pairwise(layers), 1):
         _build_one(i, layer, previous._known("output_shape"))
@@ -56,6 +57,41 @@ def _check_unique(layers: list[Layer]) -> None:
                 "weight sharing is not supported: create a separate layer for each place"
             )
         seen.add(id(layer))
+
+
+#: The constructor arguments that declare a first layer's input: (value, meaning).
+_INPUT_ARGUMENTS = {
+    "input_size": ("F", "the number of features of one sample"),
+    "input_length": ("T", "the number of ids of one sample"),
+    "input_shape": ("(...)", "the shape of one sample, without the batch axis"),
+}
+
+
+def no_input_message(first: Layer) -> str:
+    """Why a stack cannot be built from ``first``, and which argument to give it."""
+    name = type(first).__name__
+    message = f"Input layer does not define input size: the first layer (position 0), {name},"
+    if isinstance(first, Container):
+        return (
+            f"{message} takes its input shape from its first inner layer, which declares "
+            "none; give that layer its input argument (input_size=F, input_shape=...)"
+        )
+    try:
+        accepted = set(inspect.signature(type(first)).parameters)
+    except ValueError:  # no signature to read
+        accepted = set()
+    argument = next((a for a in _INPUT_ARGUMENTS if a in accepted), None)
+    if argument is None:
+        return (
+            f"{message} takes no input argument; put first a layer that declares its input, "
+            "such as Dense(..., input_size=F) or Convolutional(..., input_shape=(C, H, W))"
+        )
+    value, meaning = _INPUT_ARGUMENTS[argument]
+    if isinstance(first, Convolutional):
+        value, meaning = "(C, H, W)", "the channels, height and width of one image"
+    elif isinstance(first, Recurrent):
+        value, meaning = "(T, F)", "the steps and features of one sequence"
+    return f"{message} needs {argument}={value} in its constructor: {meaning}"
 
 
 def smart_initialization(layers: list[Layer]) -> None:

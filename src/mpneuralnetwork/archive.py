@@ -16,6 +16,7 @@ An archive holds:
 from __future__ import annotations
 
 import glob
+import inspect
 import json
 import os
 import secrets
@@ -49,7 +50,10 @@ def save_model(model: Any, filepath: str | os.PathLike[str]) -> Path:
     Args:
         model: The `Model` to save, with its optimizer state and the state of its
             callbacks (those whose configuration is plain data; a callback holding
-            a function, such as `LambdaCallback`, is left out with a warning).
+            a function, such as `LambdaCallback`, is left out with a warning). A
+            layer whose config cannot rebuild it (a plain ``Activation(f, f_prime)``:
+            its functions are code) is saved with a warning, since `load_model`
+            cannot rebuild it.
         filepath: Where to write.
 
     Returns:
@@ -59,7 +63,7 @@ def save_model(model: Any, filepath: str | os.PathLike[str]) -> Path:
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
     params = model.optimizer.params
-    architecture = [layer.get_config() for layer in model.layers]
+    architecture = layer_configs(model.layers)
     config = {
         "loss": model.loss.get_config(),
         "optimizer": model.optimizer.get_config(),
@@ -168,3 +172,44 @@ def callback_records(callbacks: list[Any]) -> list[dict[str, Any]]:
             continue
         records.append(record)
     return records
+
+
+def layer_configs(layers: list[Any]) -> list[dict[str, Any]]:
+    """The layers' configs; a RuntimeWarning for each that ``cls(**config)`` cannot rebuild.
+
+    Such a layer (a plain ``Activation(f, f_prime)``, or a class whose constructor
+    needs an argument its `get_config` leaves out) is still written, so that its
+    arrays are saved, but `load_model` would refuse the file.
+    """
+    configs = []
+    for index, layer in enumerate(layers):
+        config = layer.get_config()
+        arguments = {k: v for k, v in config.items() if k != "type"}
+        try:
+            inspect.signature(type(layer)).bind(**arguments)
+        except TypeError as exc:
+            warnings.warn(
+                f"save_model: layer {index} ({type(layer).__name__}) cannot be rebuilt from "
+                f"its config ({exc}), so load_model will refuse this file; "
+                + _rebuild_advice(type(layer).__name__),
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        except ValueError:  # a class without a readable signature: nothing to tell
+            pass
+        configs.append(config)
+    return configs
+
+
+def _rebuild_advice(name: str) -> str:
+    if name == "Activation":  # the functions are code: a class must stand for them
+        return (
+            "subclass Activation with a constructor that takes no argument "
+            "(class MyActivation(Activation) whose __init__(self) calls "
+            "super().__init__(f, f_prime)) and pass it to "
+            "load_model(path, custom_objects={'MyActivation': MyActivation})"
+        )
+    return (
+        f"make {name}.get_config return every argument its constructor needs "
+        f"and pass load_model(path, custom_objects={{{name!r}: {name}}})"
+    )

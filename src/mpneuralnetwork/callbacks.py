@@ -210,11 +210,13 @@ class _Monitor(Callback):
         self.monitor = monitor
         self.mode = _checks.choice(name, "mode", mode, ("auto", "min", "max"))
         self.min_delta = _checks.number_in(name, "min_delta", min_delta, 0.0, math.inf)
-        self._lower_is_better = self._direction()
+        # None: mode="auto" and a key whose name tells no direction; the error waits until
+        # the logs' keys are known, so that a misspelt key is reported as such first.
+        self._lower_is_better: bool | None = self._direction()
         self.best = self._worst()
         self.best_epoch: int | None = None
 
-    def _direction(self) -> bool:
+    def _direction(self) -> bool | None:
         if self.mode != "auto":
             return self.mode == "min"
         key = self.monitor.lower()
@@ -222,16 +224,22 @@ class _Monitor(Callback):
             return True
         if any(word in key for word in _HIGHER_IS_BETTER):
             return False
-        raise ValueError(
-            f"{type(self).__name__}: mode='auto' cannot tell whether {self.monitor!r} should "
-            "go down or up; pass mode='min' or mode='max'"
-        )
+        return None
+
+    def _lower(self) -> bool:
+        """Whether lower values are better; the monitored key must be in the logs by now."""
+        if self._lower_is_better is None:
+            raise ValueError(
+                f"{type(self).__name__}: mode='auto' cannot tell whether {self.monitor!r} "
+                "should go down or up; pass mode='min' or mode='max'"
+            )
+        return self._lower_is_better
 
     def _worst(self) -> float:
-        return math.inf if self._lower_is_better else -math.inf
+        return -math.inf if self._lower_is_better is False else math.inf
 
     def _improves(self, value: float) -> bool:
-        if self._lower_is_better:
+        if self._lower():
             return value < self.best - self.min_delta
         return value > self.best + self.min_delta
 
@@ -240,8 +248,10 @@ class _Monitor(Callback):
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
         keys = self.params.get("log_keys")
-        if keys is not None and self.monitor not in keys:
-            self._unknown(keys)
+        if keys is not None:
+            if self.monitor not in keys:
+                self._unknown(keys)
+            self._lower()
         if not self.resuming:
             self._reset()
 

@@ -156,14 +156,7 @@ def load_model(
     path = Path(path)
     if not path.exists() and path.suffix != ".npz" and path.with_name(path.name + ".npz").exists():
         path = path.with_name(path.name + ".npz")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise ValueError(f"load_model: {path} is not a readable .npz archive ({exc})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"load_model: {path} is a single array, not a model archive")
+    archive = _open_archive(path)
     with archive:
         headers = _headers(archive, path)
         architecture = _read_json(archive, "architecture", path)
@@ -191,6 +184,31 @@ def load_model(
     _restore_globals(model.optimizer, config.get("optimizer_globals", {}))
     model.callbacks = _callbacks(config.get("callbacks", []), registries["callback"])
     return model
+
+
+def _not_an_archive(path: Path) -> ValueError:
+    return ValueError(f"load_model: {path} is not a mpneuralnetwork model archive")
+
+
+def _open_archive(path: Path) -> Any:
+    """The ``.npz`` archive at ``path``, or the library's own ValueError.
+
+    Only a zip file reaches NumPy (a ``.npy`` array would be read whole, and NumPy's
+    messages about other files advise ``allow_pickle``, never to be taken for a file
+    of unknown origin); whatever it raises then is reported as the same ValueError.
+    """
+    if not path.exists():
+        raise FileNotFoundError(f"load_model: no such file: {path}")
+    try:
+        if zipfile.is_zipfile(path):
+            archive = np.load(path, allow_pickle=False)
+            if isinstance(archive, np.lib.npyio.NpzFile):
+                return archive
+    except (PermissionError, IsADirectoryError):
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        pass
+    raise _not_an_archive(path) from None
 
 
 def _callbacks(records: Any, registry: dict[str, type]) -> list[callbacks.Callback]:
@@ -233,7 +251,9 @@ def _headers(archive: Any, path: Path) -> dict[str, tuple[tuple[int, ...], np.dt
     headers = {}
     for info in archive.zip.infolist():
         member = info.filename
-        name = member[: -len(".npy")] if member.endswith(".npy") else member
+        if not member.endswith(".npy"):  # a zip, but not an .npz
+            raise _not_an_archive(path)
+        name = member[: -len(".npy")]
         try:
             with archive.zip.open(member) as file:
                 version = np.lib.format.read_magic(file)
@@ -261,10 +281,20 @@ def _headers(archive: Any, path: Path) -> dict[str, tuple[tuple[int, ...], np.dt
     return headers
 
 
+#: Constructor arguments that declare a layer's input: given one, a library layer
+#: builds, and draws its weights, at construction.
+_INPUT_ARGUMENTS = ("input_size", "input_shape", "input_length")
+
+
 def _build_layer(config: Any, registry: dict[str, type]) -> Any:
-    """A layer from its config, without initializing it (`_adopt` fills its parameters).
+    """A layer from its config, neither built nor initialized (`_adopt` fills its parameters).
 
     A container's config holds its inner layers' configs: they are built the same way.
+    The declared input of a layer that can tell its arrays' shapes (`array_shapes`)
+    is kept from the constructor and set as its ``input_shape``: `_build_layers`
+    builds it only after the file's arrays were found to have those shapes, so that
+    a crafted size (an Embedding of 50 000 000 ids, an LSTM of a million units)
+    is refused before anything is allocated or drawn.
     """
     if isinstance(config, dict) and isinstance(config.get("type"), str):
         cls = registry.get(config["type"])
@@ -276,13 +306,27 @@ def _build_layer(config: Any, registry: dict[str, type]) -> Any:
                 if str(exc).startswith("load_model:"):
                     raise
                 raise ValueError(f"load_model: bad {config['type']} config: {exc}") from None
-    if not isinstance(config, dict) or "initialization" not in config:
+    if not isinstance(config, dict):
         return _build("layer", registry, config)
-    layer = _build("layer", registry, {**config, "initialization": "auto"})
-    name = type(layer).__name__
-    layer.initialization = _checks.choice(
-        name, "initialization", config["initialization"], get_args(layers.Lit_W)
-    )
+    name = config.get("type")
+    cls = registry.get(name) if isinstance(name, str) else None
+    deferred = {}
+    if (
+        isinstance(cls, type)
+        and issubclass(cls, layers.Layer)
+        and cls.array_shapes is not layers.Layer.array_shapes
+    ):
+        deferred = {k: config[k] for k in _INPUT_ARGUMENTS if config.get(k) is not None}
+    kwargs = {**config, **dict.fromkeys(deferred)}
+    if "initialization" in config:
+        kwargs["initialization"] = "auto"
+    layer = _build("layer", registry, kwargs)
+    if "initialization" in config:
+        layer.initialization = _checks.choice(
+            type(layer).__name__, "initialization", config["initialization"], get_args(layers.Lit_W)
+        )
+    for argument, value in deferred.items():
+        layer.input_shape = _checks.shape(f"load_model: {type(layer).__name__}", argument, value)
     return layer
 
 
@@ -434,7 +478,7 @@ def _initialization_off(layer_list: Sequence[Any]) -> Iterator[None]:
             del layer.init_weights
 
 
-def _keep_weights(method: str, no_bias: bool) -> None:
+def _keep_weights(*_args: Any) -> None:
     """Stands in for ``init_weights`` while a loaded model is assembled."""
 
 

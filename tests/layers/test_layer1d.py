@@ -250,8 +250,9 @@ def test_bad_input_batch_after_build():
         Dense(3).forward(to_device(np.zeros((2, 4, 4))))
 
 
-@pytest.mark.parametrize("layer", [Dense(3, 4, "he"), Dense(3, 4, "xavier", True), Dropout(0.5),
-                                   BatchNormalization()])
+@pytest.mark.parametrize(
+    "layer", [Dense(3, 4, "he"), Dense(3, 4, "xavier", True), Dropout(0.5), BatchNormalization()]
+)
 @pytest.mark.parametrize("training", [True, False])
 def test_backward_gradient_of_wrong_shape(layer, training):
     out = layer.forward(to_device(np.ones((5, 4), dtype=np.float32)), training=training)

@@ -97,19 +97,35 @@ def test_col2im_counts_overlaps():
         (lambda x: im2col(x, 2, 0), "stride"),
         (lambda x: im2col(x[0], 2), "input_batch"),
         (lambda x: col2im(im2col(x, 2), (1, 2, 5, 5), (2, 4, 4), 2), "cols"),
-        (lambda x: col2im(to_device(np.zeros((1, 2, 4, 4, 2, 2))), (1, 2, 5, 5), (2, 4, 4), 0),
-         "window_size"),
-        (lambda x: col2im(to_device(np.zeros((1, 2, 4, 4, 2, 2))), (1, 2, 5, 5), (2, 4, 4), 2, 0),
-         "stride"),
+        (
+            lambda x: col2im(to_device(np.zeros((1, 2, 4, 4, 2, 2))), (1, 2, 5, 5), (2, 4, 4), 0),
+            "window_size",
+        ),
+        (
+            lambda x: col2im(
+                to_device(np.zeros((1, 2, 4, 4, 2, 2))), (1, 2, 5, 5), (2, 4, 4), 2, 0
+            ),
+            "stride",
+        ),
         # windows that do not fit in the image
-        (lambda x: col2im(to_device(np.zeros((1, 2, 4, 4, 2, 2))), (1, 2, 5, 5), (2, 4, 4), 2, 2),
-         "output_shape"),
-        (lambda x: col2im(to_device(np.zeros((1, 2, 6, 4, 2, 2))), (1, 2, 5, 5), (2, 6, 4), 2),
-         "output_shape"),
-        (lambda x: col2im(to_device(np.zeros((1, 2, 4, 4, 2, 2))), (2, 5, 5), (2, 4, 4), 2),
-         "input_shape"),
-        (lambda x: col2im(to_device(np.zeros((1, 2, 4, 4, 2, 2))), (1, 2, 5, 5), (4, 4), 2),
-         "output_shape"),
+        (
+            lambda x: col2im(
+                to_device(np.zeros((1, 2, 4, 4, 2, 2))), (1, 2, 5, 5), (2, 4, 4), 2, 2
+            ),
+            "output_shape",
+        ),
+        (
+            lambda x: col2im(to_device(np.zeros((1, 2, 6, 4, 2, 2))), (1, 2, 5, 5), (2, 6, 4), 2),
+            "output_shape",
+        ),
+        (
+            lambda x: col2im(to_device(np.zeros((1, 2, 4, 4, 2, 2))), (2, 5, 5), (2, 4, 4), 2),
+            "input_shape",
+        ),
+        (
+            lambda x: col2im(to_device(np.zeros((1, 2, 4, 4, 2, 2))), (1, 2, 5, 5), (4, 4), 2),
+            "output_shape",
+        ),
     ],
 )
 def test_bad_arguments(call, name):

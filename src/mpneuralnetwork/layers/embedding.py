@@ -57,9 +57,13 @@ class Embedding(Layer):
         self.input_shape = shape
         self.output_shape = (shape[0], self.output_dim)
         if self.embeddings is None:
-            table = (self.vocabulary_size, self.output_dim)
-            self.embeddings = xp.random.uniform(-0.05, 0.05, table).astype(DTYPE)
-            self.embeddings_gradient = xp.zeros_like(self.embeddings)
+            self.init_weights()
+
+    def init_weights(self) -> None:
+        """Draw a new table, (vocabulary_size, output_dim), uniformly from [-0.05, 0.05]."""
+        table = (self.vocabulary_size, self.output_dim)
+        self.embeddings = xp.random.uniform(-0.05, 0.05, table).astype(DTYPE)
+        self.embeddings_gradient = xp.zeros_like(self.embeddings)
 
     def array_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         """``embeddings`` (vocabulary_size, output_dim), whatever the input shape."""
