@@ -16,6 +16,7 @@ An archive holds:
 from __future__ import annotations
 
 import glob
+import io
 import json
 import os
 import secrets
@@ -57,20 +58,7 @@ def save_model(model: Any, filepath: str | os.PathLike[str]) -> Path:
     path = Path(filepath)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
-    params = model.optimizer.params
-    architecture = [layer.get_config() for layer in model.layers]
-    config = {
-        "loss": model.loss.get_config(),
-        "optimizer": model.optimizer.get_config(),
-        "optimizer_globals": {k: v for k, v in params.items() if not isinstance(v, dict)},
-        "metrics": [metric.get_config() for metric in model.metrics],
-        "callbacks": callback_records(getattr(model, "callbacks", [])),
-    }
-    arrays = get_model_weights(model.layers, params)
-    for name in config["optimizer_globals"]:  # kept in the JSON config instead
-        del arrays[f"optimizer_{name}"]
-    arrays["architecture"] = np.array(json.dumps(architecture))
-    arrays["model_config"] = np.array(json.dumps(config))
+    arrays = archive_arrays(model)
     folder = path.parent if str(path.parent) else Path(".")
     _remove_stale_temporaries(folder, path.name)
     handle, temporary = _create_temporary(folder, path.name)
@@ -86,6 +74,34 @@ def save_model(model: Any, filepath: str | os.PathLike[str]) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def archive_arrays(model: Any) -> dict[str, np.ndarray]:
+    """The entries of a model's archive: its arrays and its two JSON configs."""
+    params = model.optimizer.params
+    architecture = [layer.get_config() for layer in model.layers]
+    config = {
+        "loss": model.loss.get_config(),
+        "optimizer": model.optimizer.get_config(),
+        "optimizer_globals": {k: v for k, v in params.items() if not isinstance(v, dict)},
+        "metrics": [metric.get_config() for metric in model.metrics],
+        "callbacks": callback_records(getattr(model, "callbacks", [])),
+    }
+    arrays = get_model_weights(model.layers, params)
+    for name in config["optimizer_globals"]:  # kept in the JSON config instead
+        del arrays[f"optimizer_{name}"]
+    arrays["architecture"] = np.array(json.dumps(architecture))
+    arrays["model_config"] = np.array(json.dumps(config))
+    return arrays
+
+
+def archive_bytes(model: Any) -> bytes:
+    """The archive `save_model` would write for ``model``, as bytes (what pickling a
+    `Model` stores: `mpneuralnetwork.serialization` reads it back with `load_model`'s checks).
+    """
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **archive_arrays(model))  # type: ignore[arg-type]
+    return buffer.getvalue()
 
 
 def _remove_stale_temporaries(folder: Path, name: str) -> None:
@@ -141,7 +157,7 @@ def callback_records(callbacks: list[Any]) -> list[dict[str, Any]]:
                 f"save_model: {type(callback).__name__} holds Python code and is not saved; "
                 "pass it again to train after load_model",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,  # the caller of save_model
             )
             continue
         records.append(record)
