@@ -225,7 +225,7 @@ def _pickled_model(model: Model) -> tuple[Any, tuple[Any, ...]]:
 
 def _custom_classes(model: Model) -> dict[str, type]:
     """``{config type: class}`` of the model's objects that the registries do not hold."""
-    owned = [
+    owned: list[tuple[str, Any]] = [
         *(("layer", layer) for layer in model.layers),
         ("loss", model.loss),
         ("optimizer", model.optimizer),

@@ -18,10 +18,11 @@ The thread count is the number of CPUs this process may run on
 (``os.sched_getaffinity``); the environment variable ``MPNN_NUM_THREADS`` overrides
 it, and 1 turns the pool off. Without it, ``OMP_NUM_THREADS`` sets the count: the
 per-process thread limit that a Dask worker's nanny and joblib's workers set for
-BLAS, so that several workers on one machine keep to their share of the cores. The pool is off on the CuPy backend (a GPU has its own
-parallelism) and without the optional package ``threadpoolctl``, which sets the BLAS
-thread count (``pip install mpneuralnetwork[threads]``): a pool beside a spinning
-BLAS is slower than no pool.
+BLAS, so that several workers on one machine keep to their share of the cores.
+The pool is off on the CuPy backend (a GPU has its own parallelism) and without
+the optional package ``threadpoolctl``, which sets the BLAS thread count
+(``pip install mpneuralnetwork[threads]``): a pool beside a spinning BLAS is slower
+than no pool.
 """
 
 from __future__ import annotations

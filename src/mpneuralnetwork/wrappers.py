@@ -37,8 +37,7 @@ try:
     from sklearn.utils.validation import check_is_fitted
 except ImportError as exc:  # pragma: no cover - the test extra installs scikit-learn
     raise ImportError(
-        "mpneuralnetwork.wrappers needs scikit-learn >= 1.2: "
-        'pip install "mpneuralnetwork[sklearn]"'
+        'mpneuralnetwork.wrappers needs scikit-learn >= 1.2: pip install "mpneuralnetwork[sklearn]"'
     ) from exc
 
 try:  # scikit-learn >= 1.6: a function; before, a method of BaseEstimator
@@ -76,7 +75,7 @@ def _seeded(seed: int | None) -> Iterator[None]:
     if seed is None:
         yield
         return
-    host = np.random.get_state()
+    host = np.random.get_state()  # noqa: NPY002 (the spec's global random state)
     restore_device: Callable[[], None] | None = None
     if xp is not np:
         random = xp.random
@@ -93,7 +92,7 @@ def _seeded(seed: int | None) -> Iterator[None]:
     finally:
         if restore_device is not None:
             restore_device()
-        np.random.set_state(host)
+        np.random.set_state(host)  # noqa: NPY002
 
 
 def _copy_layer(owner: str, template: Any) -> Layer:
@@ -115,7 +114,7 @@ def _copy_optimizer(owner: str, template: Any) -> Optimizer:
     return optimizer
 
 
-class _NeuralNetwork(BaseEstimator):  # type: ignore[misc]
+class _NeuralNetwork(BaseEstimator):
     """What the classifier and the regressor share: parameters, model building, training.
 
     Subclasses give the loss (`_loss`) and turn targets into the network's
@@ -134,7 +133,8 @@ class _NeuralNetwork(BaseEstimator):  # type: ignore[misc]
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 0,
     ) -> None:
-        # scikit-learn's rule: store the parameters as given; `fit` checks them.
+        # scikit-learn's rule: store the parameters as given; `fit` checks them. The
+        # fitted attributes (model_, history_, ...) exist only after fit.
         self.hidden_layers = hidden_layers
         self.optimizer = optimizer
         self.epochs = epochs
@@ -157,6 +157,10 @@ class _NeuralNetwork(BaseEstimator):  # type: ignore[misc]
             self.optimizer = Adam()
         super().set_params(**params)
         return self
+
+    model_: Model
+    history_: History
+    _seed: int | None
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "model_")
