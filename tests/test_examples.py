@@ -127,6 +127,7 @@ def test_every_example_is_tested() -> None:
         "augmented_digits.py",
         "plot_schedules.py",
         "cosine_digits.py",
+        "sweep_dask.py",
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
@@ -144,3 +145,13 @@ def test_cosine_digits_compares_two_schedules() -> None:
     output = run_example("cosine_digits.py", "--epochs", "1")
     assert re.search(r"test accuracy, constant rate: +0\.\d{4}", output)
     assert re.search(r"test accuracy, cosine annealing: +0\.\d{4}", output)
+
+
+def test_sweep_dask_matches_the_serial_search() -> None:
+    pytest.importorskip("distributed", reason="the example starts a local Dask cluster")
+    output = run_example("sweep_dask.py", "--epochs", "1", "--check")
+    assert "workers: 2" in output
+    settings = re.findall(r"hidden +\d+, learning rate [\d.]+ *: mean accuracy 0\.\d{4}", output)
+    assert len(settings) == 8
+    assert re.search(r"best: hidden \d+, learning rate [\d.]+; test accuracy 0\.\d{4}", output)
+    assert "same scores as the serial search: True" in output
