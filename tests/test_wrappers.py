@@ -452,3 +452,13 @@ def test_the_module_names_the_extra_without_scikit_learn() -> None:
         [sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=60
     ).stdout
     assert 'pip install "mpneuralnetwork[sklearn]"' in output
+
+
+def test_fits_in_threads_take_turns_and_stay_reproducible() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    expected = _probabilities()
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: _probabilities(), range(4)))
+    for result in results:
+        np.testing.assert_array_equal(result, expected)

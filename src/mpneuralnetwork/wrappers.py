@@ -16,7 +16,9 @@ process or another one (a sweep gives the same numbers on a laptop and on a
 cluster), and the estimator leaves the caller's random stream as it found it.
 ``fit(X, y)`` with ``random_state=s`` trains exactly what ``set_seed(s)`` followed by
 ``Model.train`` trains. With ``random_state=None`` the global state is used as it
-is, as by the rest of the library.
+is, as by the rest of the library. Fits in threads of one process take turns (the
+global state is the process's): run parallel fits in processes, such as Dask
+workers of one thread each or joblib's default backend.
 
 Needs scikit-learn (``pip install "mpneuralnetwork[sklearn]"``).
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -59,6 +62,12 @@ from .serialization import _from_config, layer_from_config
 __all__ = ["NeuralNetworkClassifier", "NeuralNetworkRegressor"]
 
 _SEED_LIMIT = 2**32  # numpy.random.seed takes seeds below this
+
+#: One fit at a time per process: a fit seeds the global random state (and the
+#: library's thread pool serves one model call at a time), so fits in threads of one
+#: process (joblib's threading backend, a Dask worker of several threads) take turns
+#: and stay reproducible. Processes are what run fits side by side.
+_FIT_LOCK = threading.Lock()
 
 
 def _validate_data(estimator: Any, X: Any, y: Any = "no_validation", **kwargs: Any) -> Any:
@@ -266,7 +275,7 @@ class _NeuralNetwork(BaseEstimator):
         seed = self._seed
         if seed is not None and done:  # a later partial_fit: its own stream, as reproducible
             seed = int(np.random.SeedSequence([seed, done]).generate_state(1)[0])
-        with _seeded(seed):
+        with _FIT_LOCK, _seeded(seed):
             if first:
                 self.model_ = self._new_model(X.shape[1], targets.shape[1])
             history = self._train(X, targets, done, done + epochs)
