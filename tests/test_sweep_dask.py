@@ -74,3 +74,13 @@ def test_grid_search_on_a_dask_cluster_matches_the_serial_one() -> None:
         parallel.best_estimator_.predict_proba(np.eye(4)),
         serial.best_estimator_.predict_proba(np.eye(4)),
     )
+
+
+def test_joblib_process_workers_keep_to_their_share_of_threads() -> None:
+    # joblib's default backend (loky) gives each worker OMP_NUM_THREADS =
+    # inner_max_num_threads; the library's pool follows it as BLAS does.
+    from mpneuralnetwork import threads
+
+    with joblib.parallel_config(backend="loky", inner_max_num_threads=1):
+        counts = joblib.Parallel(n_jobs=2)(joblib.delayed(threads.thread_count)() for _ in range(2))
+    assert counts == [1, 1]
