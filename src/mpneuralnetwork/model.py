@@ -308,7 +308,8 @@ class Model:
         """Pickle as the archive `save_model` writes (arrays and JSON, never code).
 
         Unpickling reads it back with `load_model`'s checks: the model predicts and
-        resumes training exactly as before (``history`` is not kept).
+        resumes training exactly as before (``history`` is not kept). ``copy.copy``
+        and ``copy.deepcopy`` make such a copy too.
         """
         from .serialization import _pickled_model  # it imports this module
 
