@@ -233,3 +233,18 @@ def test_built_activation_checks_the_sample_shape():
 def test_bad_arguments(make, name):
     with pytest.raises(ValueError, match=name):
         make()
+
+
+@pytest.mark.parametrize(
+    "layer", [ReLU(), PReLU(0.3), Sigmoid(), Tanh(), Swish(), Softmax(temperature=2.0)]
+)
+def test_activations_pickle_and_compute_alike(layer):
+    # Their functions are lambdas made in __init__: pickled without them, made again.
+    import pickle
+
+    x = to_device(np.linspace(-3.0, 3.0, 12, dtype=np.float32).reshape(3, 4))
+    twin = pickle.loads(pickle.dumps(layer))
+    assert twin.get_config() == layer.get_config()
+    np.testing.assert_array_equal(to_host(twin.forward(x)), to_host(layer.forward(x)))
+    g = to_device(np.ones((3, 4), dtype=np.float32))
+    np.testing.assert_array_equal(to_host(twin.backward(g)), to_host(layer.backward(g)))

@@ -130,6 +130,8 @@ def test_every_example_is_tested() -> None:
         "plot_schedules.py",
         "cosine_digits.py",
         "export_onnx.py",
+        "sweep_dask.py",
+        "resnet_digits.py",
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
@@ -177,3 +179,13 @@ def test_export_onnx_serves_the_cnn_from_onnxruntime(tmp_path: Path) -> None:
     assert re.search(r"onnxruntime test accuracy: 0\.\d{4}", output)
     assert re.search(r"one sample: model.predict +[\d.]+ µs, onnxruntime +[\d.]+ µs", output)
     assert path.is_file()
+
+
+def test_sweep_dask_matches_the_serial_search() -> None:
+    pytest.importorskip("distributed", reason="the example starts a local Dask cluster")
+    output = run_example("sweep_dask.py", "--epochs", "1", "--check")
+    assert "workers: 2" in output
+    settings = re.findall(r"hidden +\d+, learning rate [\d.]+ *: mean accuracy 0\.\d{4}", output)
+    assert len(settings) == 8
+    assert re.search(r"best: hidden \d+, learning rate [\d.]+; test accuracy 0\.\d{4}", output)
+    assert "same scores as the serial search: True" in output

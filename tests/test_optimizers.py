@@ -6,6 +6,7 @@ in the comments were computed by hand from the formulas of the spec.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -418,3 +419,41 @@ def test_adam_advances_t_once_per_step_over_a_layer_with_weights_and_biases() ->
     expected_b = reference_adam(np.array([0.25]), [g_b], 0.1, 0.8, 0.9, 1e-3)
     np.testing.assert_allclose(layer.value("weights"), expected_w, rtol=1e-12)
     np.testing.assert_allclose(layer.value("biases"), expected_b, rtol=1e-12)
+
+
+# ------------------------------------------------ scikit-learn style parameters
+@pytest.mark.parametrize("cls", [SGD, RMSprop, Adam])
+def test_get_params_are_the_constructor_arguments(cls):
+    optimizer = cls(learning_rate=0.05, clipnorm=2.0)
+    params = optimizer.get_params(deep=True)
+    config = {k: v for k, v in optimizer.get_config().items() if k != "type"}
+    # Arguments get_config leaves out at their defaults (clipvalue, nesterov, ...) too.
+    left_out = {"clipvalue": None, "nesterov": False, "no_bias_correction": False}
+    assert params == {
+        **{k: v for k, v in left_out.items() if k in inspect.signature(cls).parameters},
+        **config,
+    }
+    assert params["clipnorm"] == 2.0 and params["learning_rate"] == 0.05
+    assert repr(cls(**params)) == repr(optimizer)
+
+
+def test_set_params_checks_values_and_keeps_the_state():
+    optimizer = Adam()
+    optimizer.t, optimizer.momentums = 3, {"layer_0_weights": np.ones(2)}
+    assert optimizer.set_params(learning_rate=0.5, clipvalue=1.0) is optimizer
+    assert optimizer.learning_rate == 0.5 and optimizer.clipvalue == 1.0
+    assert optimizer.t == 3 and list(optimizer.momentums) == ["layer_0_weights"]
+    with pytest.raises(ValueError, match="Adam: beta1 must be a number in"):
+        optimizer.set_params(beta1=1.5)
+    assert optimizer.beta1 == 0.9  # a refused value changes nothing
+    with pytest.raises(ValueError, match=r"unknown arguments \['momentum'\]"):
+        optimizer.set_params(momentum=0.5)
+
+
+def test_sklearn_clone_copies_an_optimizer():
+    base = pytest.importorskip("sklearn.base", reason="scikit-learn's clone")
+    optimizer = SGD(learning_rate=np.float64(0.2), momentum=0.3)
+    optimizer.velocities["layer_0_weights"] = np.ones(2)
+    twin = base.clone(optimizer)
+    assert type(twin) is SGD and twin is not optimizer
+    assert twin.get_params() == optimizer.get_params() and twin.velocities == {}

@@ -29,6 +29,7 @@ from mpneuralnetwork.model import Model
 from mpneuralnetwork.optimizers import SGD, Adam, RMSprop
 from mpneuralnetwork.serialization import (
     get_model_weights,
+    layer_from_config,
     load_model,
     restore_model_weights,
     save_model,
@@ -441,3 +442,36 @@ def test_refuses_pickled_objects_without_running_them(tmp_path: Path, target: st
     with pytest.raises(ValueError):
         load_model(path)
     assert not marker.exists()
+
+
+# ------------------------------------------------------------- layer_from_config
+@pytest.mark.parametrize(
+    "layer",
+    [
+        Dense(4, initialization="he"),
+        Dense(3, input_size=5, no_bias=True),
+        Convolutional(2, 3, input_shape=(1, 6, 6), initialization="xavier"),
+        PReLU(0.2),
+        Softmax(temperature=2.0),
+        Dropout(0.25),
+    ],
+)
+def test_layer_from_config_makes_an_untrained_twin(layer: Any) -> None:
+    before = np.random.get_state()[1].copy()  # noqa: NPY002
+    twin = layer_from_config(layer.get_config())
+    assert type(twin) is type(layer) and twin is not layer
+    assert twin.get_config() == layer.get_config()
+    assert all(value is None for value, _ in twin.params.values()) or not twin.params
+    np.testing.assert_array_equal(np.random.get_state()[1], before)  # noqa: NPY002 (no draw)
+
+
+def test_layer_from_config_takes_custom_classes_and_names_itself() -> None:
+    class Doubler(ReLU):
+        pass
+
+    config = {"type": "Doubler"}
+    with pytest.raises(ValueError, match=r"layer_from_config: unknown layer class 'Doubler'"):
+        layer_from_config(config)
+    assert type(layer_from_config(config, {"Doubler": Doubler})) is Doubler
+    with pytest.raises(ValueError, match="layer_from_config: bad arguments for Dense"):
+        layer_from_config({"type": "Dense", "units": 3})

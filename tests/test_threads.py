@@ -48,12 +48,29 @@ def fake_blas(monkeypatch):
 # ------------------------------------------------------------------ thread count
 def test_thread_count_follows_the_environment(monkeypatch):
     monkeypatch.setenv("MPNN_NUM_THREADS", "3")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert threads.thread_count() == 3
     monkeypatch.delenv("MPNN_NUM_THREADS")
     affinity = getattr(__import__("os"), "sched_getaffinity", None)
     if affinity is not None:  # Linux: the CPUs this process may run on
         assert threads.thread_count() == len(affinity(0))
     assert threads.thread_count() >= 1
+
+
+def test_thread_count_follows_omp_num_threads_without_its_own_variable(monkeypatch):
+    # A Dask worker's nanny sets OMP_NUM_THREADS=1, joblib's workers their share:
+    # the pool keeps to it, and MPNN_NUM_THREADS still wins.
+    monkeypatch.delenv("MPNN_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert threads.thread_count() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+    assert threads.thread_count() == 5
+    monkeypatch.setenv("MPNN_NUM_THREADS", "2")
+    assert threads.thread_count() == 2
+    monkeypatch.delenv("MPNN_NUM_THREADS")
+    for ignored in ("0", "two", "4,2"):  # OpenMP's own syntax (nested levels) or junk
+        monkeypatch.setenv("OMP_NUM_THREADS", ignored)
+        assert threads.thread_count() >= 1
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])

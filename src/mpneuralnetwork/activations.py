@@ -83,6 +83,28 @@ class Activation(Layer):
         self.output = self.activation(x)
         return self.output
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The attributes for pickle, less the functions it cannot write (lambdas and
+        local functions, which the subclasses make from their config in ``__init__``).
+
+        Pickling a layer (joblib, multiprocessing, an estimator of
+        `mpneuralnetwork.wrappers` and its template layers) then works;
+        ``__setstate__`` makes the functions again from `get_config`.
+        """
+        state = self.__dict__.copy()
+        for name in ("activation", "activation_prime"):
+            if "<" in getattr(state.get(name), "__qualname__", ""):  # <lambda>, <locals>
+                del state[name]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if "activation" not in state or "activation_prime" not in state:
+            config = {k: v for k, v in self.get_config().items() if k != "type"}
+            twin = type(self)(**config)
+            self.activation = state.get("activation", twin.activation)
+            self.activation_prime = state.get("activation_prime", twin.activation_prime)
+
     def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
         """``G * f′(input)``; G has the shape of the last output, or is a scalar."""
         g = self._gradient(output_gradient_batch)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import glob
 import inspect
+import io
 import json
 import os
 import secrets
@@ -62,6 +63,17 @@ def save_model(model: Any, filepath: str | os.PathLike[str]) -> Path:
     path = Path(filepath)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
+    arrays = archive_arrays(model)
+    write_atomically(
+        path,
+        lambda file: np.savez_compressed(file, **arrays),  # type: ignore[arg-type]
+        "save_model",
+    )
+    return path
+
+
+def archive_arrays(model: Any) -> dict[str, np.ndarray]:
+    """The entries of a model's archive: its arrays and its two JSON configs."""
     params = model.optimizer.params
     architecture = layer_configs(model.layers)
     config = {
@@ -76,12 +88,16 @@ def save_model(model: Any, filepath: str | os.PathLike[str]) -> Path:
         del arrays[f"optimizer_{name}"]
     arrays["architecture"] = np.array(json.dumps(architecture))
     arrays["model_config"] = np.array(json.dumps(config))
-    write_atomically(
-        path,
-        lambda file: np.savez_compressed(file, **arrays),  # type: ignore[arg-type]
-        "save_model",
-    )
-    return path
+    return arrays
+
+
+def archive_bytes(model: Any) -> bytes:
+    """The archive `save_model` would write for ``model``, as bytes (what pickling a
+    `Model` stores: `mpneuralnetwork.serialization` reads it back with `load_model`'s checks).
+    """
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **archive_arrays(model))  # type: ignore[arg-type]
+    return buffer.getvalue()
 
 
 def write_atomically(path: Path, write: Callable[[BinaryIO], Any], owner: str) -> None:
@@ -167,7 +183,7 @@ def callback_records(callbacks: list[Any]) -> list[dict[str, Any]]:
                 f"save_model: {type(callback).__name__} holds Python code and is not saved; "
                 "pass it again to train after load_model",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,  # the caller of save_model
             )
             continue
         records.append(record)
@@ -193,7 +209,7 @@ def layer_configs(layers: list[Any]) -> list[dict[str, Any]]:
                 f"its config ({exc}), so load_model will refuse this file; "
                 + _rebuild_advice(type(layer).__name__),
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,  # the caller of save_model
             )
         except ValueError:  # a class without a readable signature: nothing to tell
             pass

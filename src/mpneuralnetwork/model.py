@@ -308,6 +308,17 @@ class Model:
         )
         restore_model_weights(self.layers, weights, optimizer)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickle as the archive `save_model` writes (arrays and JSON, never code).
+
+        Unpickling reads it back with `load_model`'s checks: the model predicts and
+        resumes training exactly as before (``history`` is not kept). ``copy.copy``
+        and ``copy.deepcopy`` make such a copy too.
+        """
+        from .serialization import _pickled_model  # it imports this module
+
+        return _pickled_model(self)
+
     def __repr__(self) -> str:
         return (
             f"Model(layers={self.layers!r}, loss={self.loss!r}, optimizer={self.optimizer!r}, "

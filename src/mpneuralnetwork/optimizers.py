@@ -7,6 +7,7 @@ in the list given to `Optimizer.step`.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal, get_args
@@ -217,6 +218,50 @@ class Optimizer:
             if getattr(self, name) is not None:
                 config[name] = getattr(self, name)
         return config
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor arguments, scikit-learn style: `get_config` less ``"type"``.
+
+        An argument that `get_config` leaves out (``clipnorm=None``) gets its default.
+        With this and `set_params`, an optimizer given to an estimator of
+        `mpneuralnetwork.wrappers` is cloned by ``sklearn.base.clone`` and searched
+        over as ``optimizer__learning_rate``.
+
+        Args:
+            deep: Accepted for scikit-learn; an optimizer holds no nested estimator.
+        """
+        config = self.get_config()
+        params = {}
+        for name, parameter in inspect.signature(type(self)).parameters.items():
+            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                continue
+            if name in config:
+                params[name] = config[name]
+            elif parameter.default is not parameter.empty:
+                params[name] = parameter.default
+            else:
+                params[name] = getattr(self, name)
+        return params
+
+    def set_params(self, **params: Any) -> Optimizer:
+        """Change constructor arguments in place (checked as the constructor checks them).
+
+        The optimizer's state (moments, step count) is kept.
+
+        Raises:
+            ValueError: An unknown argument, or a value the constructor refuses.
+        """
+        current = self.get_params()
+        unknown = sorted(set(params) - set(current))
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__}.set_params: unknown arguments {unknown}; "
+                f"expected some of {sorted(current)}"
+            )
+        checked = type(self)(**{**current, **params})
+        for name in params:
+            setattr(self, name, getattr(checked, name))
+        return self
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "type")

@@ -10,6 +10,7 @@ Loading never unpickles anything: a crafted file cannot run code.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -23,13 +24,19 @@ from typing import Any, get_args
 import numpy as np
 
 from . import _checks, activations, callbacks, layers, losses, metrics, optimizers, schedules
-from .archive import save_model
+from .archive import archive_bytes, save_model
 from .backend import DTYPE, xp
 from .layers.containers import Container, leaves, walk
 from .model import Model
 from .weights import get_model_weights, restore_model_weights
 
-__all__ = ["get_model_weights", "load_model", "restore_model_weights", "save_model"]
+__all__ = [
+    "get_model_weights",
+    "layer_from_config",
+    "load_model",
+    "restore_model_weights",
+    "save_model",
+]
 
 _OPTIMIZER_KEY = re.compile(r"^optimizer_(?P<state>[A-Za-z0-9]+)_(?P<param>layer_\d+_\w+)$")
 
@@ -94,25 +101,26 @@ def _registries(custom_objects: Mapping[str, type] | None) -> dict[str, dict[str
     return found
 
 
-def _build(kind: str, registry: dict[str, type], config: Any) -> Any:
+def _build(kind: str, registry: dict[str, type], config: Any, caller: str = "load_model") -> Any:
     if not isinstance(config, dict) or not isinstance(config.get("type"), str):
         raise ValueError(
-            f"load_model: a {kind} config must be an object with a 'type'; got {config!r}"
+            f"{caller}: a {kind} config must be an object with a 'type'; got {config!r}"
         )
     kwargs = dict(config)
     name = kwargs.pop("type")
     cls = registry.get(name)
     if cls is None:
         raise ValueError(
-            f"load_model: unknown {kind} class {name!r}; known: {sorted(registry)}. "
-            f"Pass your own classes as load_model(path, custom_objects={{{name!r}: {name}}})"
+            f"{caller}: unknown {kind} class {name!r}; known: {sorted(registry)}. "
+            f"Pass your own classes as {caller}({'path' if caller == 'load_model' else 'config'}, "
+            f"custom_objects={{{name!r}: {name}}})"
         )
     if "input_shape" in kwargs and isinstance(kwargs["input_shape"], list):
         kwargs["input_shape"] = tuple(kwargs["input_shape"])
     try:
         return cls(**kwargs)
     except TypeError as exc:
-        raise ValueError(f"load_model: bad arguments for {name}: {exc}") from None
+        raise ValueError(f"{caller}: bad arguments for {name}: {exc}") from None
 
 
 def _read_json(archive: Any, name: str, path: Path) -> Any:
@@ -156,52 +164,30 @@ def load_model(
     path = Path(path)
     if not path.exists() and path.suffix != ".npz" and path.with_name(path.name + ".npz").exists():
         path = path.with_name(path.name + ".npz")
-    archive = _open_archive(path)
-    with archive:
-        headers = _headers(archive, path)
-        architecture = _read_json(archive, "architecture", path)
-        config = _read_json(archive, "model_config", path)
-        if not isinstance(architecture, list) or not architecture:
-            raise ValueError("load_model: 'architecture' must be a non-empty list of layer configs")
-        if not isinstance(config, dict) or "loss" not in config or "optimizer" not in config:
-            raise ValueError("load_model: 'model_config' must hold 'loss' and 'optimizer'")
-        layer_list = [_build_layer(c, registries["layer"]) for c in architecture]
-        loss = _build("loss", registries["loss"], config["loss"])
-        optimizer = _build("optimizer", registries["optimizer"], config["optimizer"])
-        metric_list = None
-        if config.get("metrics") is not None:
-            if not isinstance(config["metrics"], list):
-                raise ValueError("load_model: 'metrics' must be a list of metric configs")
-            metric_list = [_build("metric", registries["metric"], c) for c in config["metrics"]]
-        with _initialization_off(layer_list):  # the file's arrays are the weights
-            expected = _build_layers(layer_list, headers, path)
-            _check_names(expected, headers, optimizer, path)
-            weights = _read_arrays(archive, headers)
-            _adopt(layer_list, weights)
-            layer_list = _with_output_activation(layer_list, loss)
-            model = Model(layer_list, loss, optimizer, metric_list)
-    restore_model_weights(model.layers, weights, model.optimizer)
-    _restore_globals(model.optimizer, config.get("optimizer_globals", {}))
-    model.callbacks = _callbacks(config.get("callbacks", []), registries["callback"])
-    return model
+    with _open_archive(path, path) as archive:
+        return _model_from_archive(archive, path, registries)
 
 
 def _not_an_archive(path: Path) -> ValueError:
     return ValueError(f"load_model: {path} is not a mpneuralnetwork model archive")
 
 
-def _open_archive(path: Path) -> Any:
-    """The ``.npz`` archive at ``path``, or the library's own ValueError.
+def _open_archive(source: Path | io.BytesIO, path: Path) -> Any:
+    """The ``.npz`` archive in ``source`` (a file, or bytes), or the library's own ValueError.
 
     Only a zip file reaches NumPy (a ``.npy`` array would be read whole, and NumPy's
     messages about other files advise ``allow_pickle``, never to be taken for a file
     of unknown origin); whatever it raises then is reported as the same ValueError.
+
+    Args:
+        source: The file's path, or the bytes of a pickled model.
+        path: What errors call it.
     """
-    if not path.exists():
+    if isinstance(source, Path) and not source.exists():
         raise FileNotFoundError(f"load_model: no such file: {path}")
     try:
-        if zipfile.is_zipfile(path):
-            archive = np.load(path, allow_pickle=False)
+        if zipfile.is_zipfile(source):
+            archive = np.load(source, allow_pickle=False)
             if isinstance(archive, np.lib.npyio.NpzFile):
                 return archive
     except (PermissionError, IsADirectoryError):
@@ -209,6 +195,76 @@ def _open_archive(path: Path) -> Any:
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         pass
     raise _not_an_archive(path) from None
+
+
+def _model_from_archive(archive: Any, path: Path, registries: dict[str, dict[str, type]]) -> Model:
+    """The model of an open archive (a file's, or the bytes of a pickled model)."""
+    headers = _headers(archive, path)
+    architecture = _read_json(archive, "architecture", path)
+    config = _read_json(archive, "model_config", path)
+    if not isinstance(architecture, list) or not architecture:
+        raise ValueError("load_model: 'architecture' must be a non-empty list of layer configs")
+    if not isinstance(config, dict) or "loss" not in config or "optimizer" not in config:
+        raise ValueError("load_model: 'model_config' must hold 'loss' and 'optimizer'")
+    layer_list = [_build_layer(c, registries["layer"]) for c in architecture]
+    loss = _build("loss", registries["loss"], config["loss"])
+    optimizer = _build("optimizer", registries["optimizer"], config["optimizer"])
+    metric_list = None
+    if config.get("metrics") is not None:
+        if not isinstance(config["metrics"], list):
+            raise ValueError("load_model: 'metrics' must be a list of metric configs")
+        metric_list = [_build("metric", registries["metric"], c) for c in config["metrics"]]
+    with _initialization_off(layer_list):  # the file's arrays are the weights
+        expected = _build_layers(layer_list, headers, path)
+        _check_names(expected, headers, optimizer, path)
+        weights = _read_arrays(archive, headers)
+        _adopt(layer_list, weights)
+        layer_list = _with_output_activation(layer_list, loss)
+        model = Model(layer_list, loss, optimizer, metric_list)
+    restore_model_weights(model.layers, weights, model.optimizer)
+    _restore_globals(model.optimizer, config.get("optimizer_globals", {}))
+    model.callbacks = _callbacks(config.get("callbacks", []), registries["callback"])
+    return model
+
+
+# ------------------------------------------------------------------ pickling
+def _pickled_model(model: Model) -> tuple[Any, tuple[Any, ...]]:
+    """What `Model.__reduce__` returns: `_unpickle_model` and the model's archive as bytes.
+
+    The bytes are the archive `save_model` writes (arrays and JSON configs). Classes
+    other than the library's (your own layers, losses...) travel beside them, by
+    reference (their module and name, as pickle writes any class), never their code.
+    """
+    custom = _custom_classes(model)
+    data = archive_bytes(model)
+    return (_unpickle_model, (data, custom) if custom else (data,))
+
+
+def _custom_classes(model: Model) -> dict[str, type]:
+    """``{config type: class}`` of the model's objects that the registries do not hold."""
+    owned: list[tuple[str, Any]] = [
+        *(("layer", layer) for layer in walk(model.layers)),
+        ("loss", model.loss),
+        ("optimizer", model.optimizer),
+        *(("metric", metric) for metric in model.metrics),
+        *(("callback", callback) for callback in model.callbacks),
+    ]
+    registries = _registries(None)
+    custom = {}
+    for kind, item in owned:
+        name = item.get_config().get("type", type(item).__name__)
+        if registries[kind].get(name) is not type(item):
+            custom[name] = type(item)
+    return custom
+
+
+def _unpickle_model(data: bytes, custom_objects: Mapping[str, type] | None = None) -> Model:
+    """A `Model` from the bytes of `_pickled_model`, read with `load_model`'s checks."""
+    if not isinstance(data, bytes):
+        raise TypeError(f"load_model: a pickled model holds bytes; got {type(data).__name__}")
+    label = Path("<pickled model>")
+    with _open_archive(io.BytesIO(data), label) as archive:
+        return _model_from_archive(archive, label, _registries(custom_objects))
 
 
 def _callbacks(records: Any, registry: dict[str, type]) -> list[callbacks.Callback]:
@@ -279,6 +335,63 @@ def _headers(archive: Any, path: Path) -> dict[str, tuple[tuple[int, ...], np.dt
             )
         headers[name] = (tuple(shape), dtype)
     return headers
+
+
+def layer_from_config(
+    config: Mapping[str, Any], custom_objects: Mapping[str, type] | None = None
+) -> layers.Layer:
+    """A new layer (activations included) from a config such as ``layer.get_config()``.
+
+    The way `load_model` rebuilds the layers of a file: ``cls(**config)``, the class
+    found by the config's ``"type"`` among the library's layers and activations, plus
+    those in ``custom_objects``. Nothing is drawn at random: a layer with weights gets
+    them when it is built (by a `Model`). Copying a layer this way gives an untrained
+    twin of it (the scikit-learn estimators copy their template layers so).
+
+    Args:
+        config: ``{"type": class name, **constructor arguments}``.
+        custom_objects: Your own classes by the name their config holds, as for
+            `load_model`.
+
+    Returns:
+        The layer, not built unless its config gives its input shape.
+
+    Raises:
+        ValueError: Unknown class or bad arguments.
+        TypeError: ``custom_objects`` is not a dict of classes.
+    """
+    registry = _registries(custom_objects)["layer"]
+    return _layer(dict(config), registry)
+
+
+def _layer(config: Any, registry: dict[str, type]) -> layers.Layer:
+    """``cls(**config)``, a container's inner layers made the same way first."""
+    name = config.get("type") if isinstance(config, dict) else None
+    cls = registry.get(name) if isinstance(name, str) else None
+    if isinstance(cls, type) and issubclass(cls, Container):
+        kwargs = {k: v for k, v in config.items() if k != "type"}
+        try:
+            return cls.from_config(kwargs, lambda inner: _layer(inner, registry))
+        except (TypeError, ValueError) as exc:
+            if str(exc).startswith("layer_from_config:"):
+                raise
+            raise ValueError(f"layer_from_config: bad {config['type']} config: {exc}") from None
+    if not isinstance(config, dict) or "initialization" not in config:
+        return _build("layer", registry, config, caller="layer_from_config")
+    # Built (when its input is given) but drawn only when a Model builds it again.
+    layer = _build("layer", registry, {**config, "initialization": "auto"}, "layer_from_config")
+    layer.initialization = _checks.choice(
+        type(layer).__name__, "initialization", config["initialization"], get_args(layers.Lit_W)
+    )
+    return layer
+
+
+def _from_config(
+    kind: str, config: Mapping[str, Any], custom_objects: Mapping[str, type] | None = None
+) -> Any:
+    """A loss, optimizer, metric or callback from its config, as `load_model` builds it."""
+    name = f"{kind}_from_config"
+    return _build(kind, _registries(custom_objects)[kind], dict(config), caller=name)
 
 
 #: Constructor arguments that declare a layer's input: given one, a library layer

@@ -16,10 +16,13 @@ layers take them back for their loops of small products (`blas_threads`).
 
 The thread count is the number of CPUs this process may run on
 (``os.sched_getaffinity``); the environment variable ``MPNN_NUM_THREADS`` overrides
-it, and 1 turns the pool off. The pool is off on the CuPy backend (a GPU has its own
-parallelism) and without the optional package ``threadpoolctl``, which sets the BLAS
-thread count (``pip install mpneuralnetwork[threads]``): a pool beside a spinning
-BLAS is slower than no pool.
+it, and 1 turns the pool off. Without it, ``OMP_NUM_THREADS`` sets the count: the
+per-process thread limit that a Dask worker's nanny and joblib's workers set for
+BLAS, so that several workers on one machine keep to their share of the cores.
+The pool is off on the CuPy backend (a GPU has its own parallelism) and without
+the optional package ``threadpoolctl``, which sets the BLAS thread count
+(``pip install mpneuralnetwork[threads]``): a pool beside a spinning BLAS is slower
+than no pool.
 """
 
 from __future__ import annotations
@@ -60,7 +63,13 @@ _libraries: list[Any] | None = None  # the BLAS libraries threadpoolctl found, o
 
 
 def thread_count() -> int:
-    """Threads the pool uses: ``MPNN_NUM_THREADS``, else the CPUs this process may use.
+    """Threads the pool uses: ``MPNN_NUM_THREADS``, else ``OMP_NUM_THREADS``, else the
+    CPUs this process may use.
+
+    ``OMP_NUM_THREADS`` is the thread limit of the process's BLAS as well: Dask's
+    workers (``OMP_NUM_THREADS=1``) and joblib's (``inner_max_num_threads``) get it,
+    so a parallel sweep does not run several pools of all the cores at once. A value
+    that is not an integer >= 1 is left to OpenMP and ignored here.
 
     Raises:
         ValueError: ``MPNN_NUM_THREADS`` is not an integer >= 1.
@@ -74,6 +83,9 @@ def thread_count() -> int:
         if count < 1:
             raise ValueError(f"MPNN_NUM_THREADS must be an integer >= 1; got {value!r}")
         return count
+    limit = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if limit.isdigit() and int(limit) >= 1:
+        return int(limit)
     affinity = getattr(os, "sched_getaffinity", None)
     return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
