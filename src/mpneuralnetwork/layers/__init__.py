@@ -1,6 +1,7 @@
 """Layers: the building blocks of a `Model`."""
 
 from .embedding import Embedding
+from .global_pooling import GlobalAveragePooling1D, GlobalAveragePooling2D
 from .layer import Layer
 from .layer1d import BatchNormalization, Dense, Dropout, Lit_W
 from .layer2d import (
@@ -24,6 +25,8 @@ __all__ = [
     "Dropout",
     "Embedding",
     "Flatten",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
     "Layer",
     "Lit_W",
     "MaxPooling2D",
