@@ -31,6 +31,7 @@ from mpneuralnetwork.layers import (
     Dropout,
     Embedding,
     Flatten,
+    LayerNormalization,
     MaxPooling2D,
     Recurrent,
     SimpleRNN,
@@ -162,6 +163,7 @@ def test_every_library_layer_states_its_array_shapes_without_allocating() -> Non
         "LSTM": [LSTM(3)],
         "GRU": [GRU(3)],
         "Embedding": [Embedding(6, 4)],
+        "LayerNormalization": [LayerNormalization()],
         "Recurrent": [],  # the base of the three above; it has no cell of its own
     }
     parameterless = {"Dropout", "Flatten", "MaxPooling2D", "AveragePooling2D", "Layer"}

@@ -3,7 +3,7 @@
 from .embedding import Embedding
 from .global_pooling import GlobalAveragePooling1D, GlobalAveragePooling2D
 from .layer import Layer
-from .layer1d import BatchNormalization, Dense, Dropout, Lit_W
+from .layer1d import BatchNormalization, Dense, Dropout, LayerNormalization, Lit_W
 from .layer2d import (
     AveragePooling2D,
     BatchNormalization2D,
@@ -28,6 +28,7 @@ __all__ = [
     "GlobalAveragePooling1D",
     "GlobalAveragePooling2D",
     "Layer",
+    "LayerNormalization",
     "Lit_W",
     "MaxPooling2D",
     "Recurrent",

@@ -412,3 +412,91 @@ class BatchNormalization(Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {"type": type(self).__name__, "momentum": self.momentum, "epsilon": self.epsilon}
+
+
+class LayerNormalization(Layer):
+    """Layer normalization: each sample normalized over its last axis (PyTorch's ``LayerNorm``).
+
+    ``y = gamma · (x − mean) / sqrt(var + epsilon) + beta``, with the mean and the
+    biased variance of each row of the last axis, in training and at inference alike
+    (no running statistics): PyTorch's ``LayerNorm(normalized_shape=F, eps=epsilon)``.
+
+    Args:
+        epsilon: Added to the variance, > 0.
+
+    Shapes:
+        input (N, ..., F) -> output of the same shape; typically (N, F) or (N, T, F).
+        ``gamma`` (F,), ones at build; ``beta`` (F,), zeros at build.
+    """
+
+    def __init__(self, epsilon: float = 1e-5) -> None:
+        super().__init__()
+        self.epsilon = _checks.number_in(
+            "LayerNormalization", "epsilon", epsilon, 0.0, math.inf, low_open=True
+        )
+        self.gamma: Any = None
+        self.beta: Any = None
+        self.gamma_gradient: Any = None
+        self.beta_gradient: Any = None
+        self._normalized: Any = None  # x̂, kept for backward
+        self._inv_std: Any = None  # 1/sqrt(var + ε) per row, (N, ..., 1)
+
+    def array_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """``gamma`` and ``beta``, both (F,): the last size of the input shape."""
+        return {"gamma": (input_shape[-1],), "beta": (input_shape[-1],)}
+
+    def build(self, input_shape: int | tuple[int, ...]) -> None:
+        """Create gamma (ones) and beta (zeros) of the last axis's size."""
+        super().build(input_shape)
+        features = self._known("input_shape")[-1]
+        self.gamma = xp.ones((features,), dtype=DTYPE)
+        self.beta = xp.zeros((features,), dtype=DTYPE)
+        self.gamma_gradient = xp.zeros_like(self.gamma)
+        self.beta_gradient = xp.zeros_like(self.beta)
+
+    def forward(self, input_batch: ArrayType, training: bool = True) -> ArrayType:
+        """Same shape in and out."""
+        x = self._check_input(input_batch, min_ndim=2)
+        if self.gamma is None:
+            self.build(tuple(x.shape[1:]))
+        if x.dtype != self.gamma.dtype:
+            x = x.astype(self.gamma.dtype)
+        self.input = x
+        features = x.shape[-1]
+        normalized = x - x.mean(axis=-1, keepdims=True)
+        variance = xp.einsum("...f,...f->...", normalized, normalized)[..., None]
+        variance /= features
+        variance += self.epsilon
+        inv_std = xp.sqrt(variance, out=variance)
+        xp.divide(1.0, inv_std, out=inv_std)
+        normalized *= inv_std
+        out = normalized * self.gamma
+        out += self.beta
+        self._normalized, self._inv_std = normalized, inv_std
+        self.output = out
+        return out
+
+    def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
+        """dx = inv_std · (d − mean(d) − x̂ · mean(d · x̂)) per row, with d = G · gamma.
+
+        Stores dgamma = Σ G · x̂ and dbeta = Σ G over every axis but the last.
+        """
+        g = self._check_gradient(output_gradient_batch)
+        normalized, features = self._normalized, g.shape[-1]
+        rows = g.reshape(-1, features)
+        self.gamma_gradient = xp.einsum("mf,mf->f", rows, normalized.reshape(-1, features))
+        self.beta_gradient = rows.sum(axis=0)
+        d = g * self.gamma
+        projection = xp.einsum("...f,...f->...", d, normalized)[..., None]
+        projection /= features
+        d -= d.mean(axis=-1, keepdims=True)
+        d -= normalized * projection
+        d *= self._inv_std
+        return d
+
+    @property
+    def params(self) -> dict[str, tuple[ArrayType, ArrayType]]:
+        return self._existing_params("gamma", "beta")
+
+    def get_config(self) -> dict[str, Any]:
+        return {"type": "LayerNormalization", "epsilon": self.epsilon}
