@@ -1,6 +1,7 @@
 """Layers: the building blocks of a `Model`."""
 
-from .embedding import Embedding
+from .attention import MultiHeadAttention
+from .embedding import Embedding, PositionEmbedding
 from .global_pooling import GlobalAveragePooling1D, GlobalAveragePooling2D
 from .layer import Layer
 from .layer1d import BatchNormalization, Dense, Dropout, LayerNormalization, Lit_W
@@ -31,6 +32,8 @@ __all__ = [
     "LayerNormalization",
     "Lit_W",
     "MaxPooling2D",
+    "MultiHeadAttention",
+    "PositionEmbedding",
     "Recurrent",
     "SimpleRNN",
     "col2im",
