@@ -33,6 +33,8 @@ from mpneuralnetwork.layers import (
     Flatten,
     LayerNormalization,
     MaxPooling2D,
+    MultiHeadAttention,
+    PositionEmbedding,
     Recurrent,
     SimpleRNN,
 )
@@ -164,6 +166,8 @@ def test_every_library_layer_states_its_array_shapes_without_allocating() -> Non
         "GRU": [GRU(3)],
         "Embedding": [Embedding(6, 4)],
         "LayerNormalization": [LayerNormalization()],
+        "MultiHeadAttention": [MultiHeadAttention(2), MultiHeadAttention(1, causal=True)],
+        "PositionEmbedding": [PositionEmbedding(7)],
         "Recurrent": [],  # the base of the three above; it has no cell of its own
     }
     parameterless = {"Dropout", "Flatten", "MaxPooling2D", "AveragePooling2D", "Layer"}
@@ -179,7 +183,7 @@ def test_every_library_layer_states_its_array_shapes_without_allocating() -> Non
     for name, instances in examples.items():
         for layer in instances:
             input_shape = (2, 5, 5) if "2D" in name or name == "Convolutional" else (5,)
-            if isinstance(layer, Recurrent):
+            if isinstance(layer, (Recurrent, MultiHeadAttention, PositionEmbedding)):
                 input_shape = (5, 4)  # (T, F)
             shapes = layer.array_shapes(input_shape)
             assert not layer.params, "array_shapes must not allocate"

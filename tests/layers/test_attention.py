@@ -10,14 +10,18 @@ import pytest
 
 from helpers import check_gradients, random_projection, to_float64
 from mpneuralnetwork import DTYPE, set_seed, to_device, to_host
+from mpneuralnetwork.activations import GELU
 from mpneuralnetwork.layers import (
     Dense,
     Embedding,
     GlobalAveragePooling1D,
+    LayerNormalization,
     MultiHeadAttention,
+    PositionEmbedding,
 )
-from mpneuralnetwork.losses import MSE
+from mpneuralnetwork.losses import MSE, BinaryCrossEntropy
 from mpneuralnetwork.model import Model
+from mpneuralnetwork.optimizers import Adam
 from mpneuralnetwork.serialization import load_model, save_model
 
 PARAMETERS = ("input_weights", "input_biases", "output_weights", "output_biases")
@@ -294,3 +298,45 @@ def test_smart_initialization_leaves_attention_alone():
     Model([Embedding(7, 8, input_length=5), attention, GlobalAveragePooling1D(), Dense(1)], MSE())
     for name, (value, _) in attention.params.items():
         np.testing.assert_array_equal(to_host(value), drawn[name])
+
+
+# ============================================================================== a model
+def test_a_small_attention_model_trains_and_summarizes(tmp_path, capsys):
+    # class 1 when token 1 comes before token 2 in the sequence: order matters, so the
+    # positions (PositionEmbedding) and attention between steps are both needed
+    rng = np.random.default_rng(0)
+    x = rng.integers(3, 8, (96, 6))
+    for row in x:
+        first, second = rng.choice(6, 2, replace=False)
+        row[first], row[second] = 1, 2
+    y = (np.argmax(x == 1, axis=1) < np.argmax(x == 2, axis=1)).astype(np.float32)[:, None]
+    set_seed(1)
+    model = Model(
+        [
+            Embedding(8, 8, input_length=6),
+            PositionEmbedding(10),
+            MultiHeadAttention(2, dropout=0.1),
+            LayerNormalization(),
+            GlobalAveragePooling1D(),
+            Dense(8),
+            GELU(),
+            Dense(1),
+        ],
+        BinaryCrossEntropy(),
+        Adam(learning_rate=0.01),
+    )
+    before = model.evaluate(x, y)[1]["loss"]
+    model.train(x, y, epochs=30, batch_size=16, auto_evaluation=0, verbose=0)
+    assert model.evaluate(x, y)[1]["loss"] < 0.9 * before
+    model.summary()
+    printed = capsys.readouterr().out
+    for name in ("PositionEmbedding", "MultiHeadAttention", "LayerNormalization", "GELU"):
+        assert name in printed
+    assert "(6, 8)" in printed  # the sequence shapes
+    # parameters: 8·8 + 10·8 + (8·24 + 24 + 8·8 + 8) + 2·8 + (8·8 + 8) + (8 + 1)
+    assert model.layers[2].params["input_weights"][0].shape == (8, 24)
+    total = sum(int(v.size) for layer in model.layers for v, _ in layer.params.values())
+    assert total == 64 + 80 + 288 + 16 + 72 + 9
+    assert f"{total:,}" in printed or str(total) in printed
+    loaded = load_model(save_model(model, tmp_path / "transformer"))
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
