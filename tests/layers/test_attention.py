@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from helpers import check_gradients, random_projection, to_float64
+from helpers_model import assert_same_arrays, model_arrays
 from mpneuralnetwork import DTYPE, set_seed, to_device, to_host
 from mpneuralnetwork.activations import GELU
 from mpneuralnetwork.layers import (
@@ -339,4 +340,7 @@ def test_a_small_attention_model_trains_and_summarizes(tmp_path, capsys):
     assert total == 64 + 80 + 288 + 16 + 72 + 9
     assert f"{total:,}" in printed or str(total) in printed
     loaded = load_model(save_model(model, tmp_path / "transformer"))
+    # every parameter and every optimizer state array, bit for bit
+    assert_same_arrays(model_arrays(loaded), model_arrays(model))
+    assert len(model_arrays(model)) > 3 * 10  # the 10 parameter arrays and Adam's states
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
