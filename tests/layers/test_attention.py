@@ -344,3 +344,39 @@ def test_a_small_attention_model_trains_and_summarizes(tmp_path, capsys):
     assert_same_arrays(model_arrays(loaded), model_arrays(model))
     assert len(model_arrays(model)) > 3 * 10  # the 10 parameter arrays and Adam's states
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+# ============================================================================ threads
+class _FakeBlas:
+    """Stands for a threadpoolctl controller, so that `parallel` runs on any machine."""
+
+    num_threads = 4
+
+    def set_num_threads(self, count: int) -> None:
+        self.num_threads = count
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_samples_split_across_threads_give_the_same_values(causal, monkeypatch):
+    from mpneuralnetwork import threads
+
+    layer = _reseeded(_attention(2, 4, 3, causal, dropout=0.3), seed=5)
+    x = np.random.default_rng(12).standard_normal((5, 3, 4))  # shares of 3 and 2 samples
+    g = random_projection((5, 3, 4), seed=13)
+    whole = to_host(layer.forward(to_device(x)))
+    d_whole = to_host(layer.backward(to_device(g)))
+    grads = {name: to_host(grad).copy() for name, (_, grad) in layer.params.items()}
+    monkeypatch.setenv("MPNN_NUM_THREADS", "2")
+    monkeypatch.setattr(threads, "_libraries", [_FakeBlas()])
+    monkeypatch.setattr(threads, "MIN_WORK", 0)
+    with threads.parallel():
+        assert threads.active() == (threads.xp.__name__ == "numpy")
+        split = to_host(layer.forward(to_device(x)))
+        d_split = to_host(layer.backward(to_device(g)))
+        split_grads = {name: to_host(grad).copy() for name, (_, grad) in layer.params.items()}
+        assert check_gradients(layer, x) == ["input", *PARAMETERS]
+    np.testing.assert_allclose(split, whole, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(d_split, d_whole, rtol=1e-13, atol=1e-14)
+    for name, grad in grads.items():
+        np.testing.assert_allclose(split_grads[name], grad, rtol=1e-12, atol=1e-13)
+    assert MultiHeadAttention.splits_work  # a Model with attention trains in `parallel`

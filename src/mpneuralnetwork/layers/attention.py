@@ -45,6 +45,8 @@ class MultiHeadAttention(Layer):
     cross-attention (queries from another sequence), and key/value caches.
     """
 
+    splits_work = True  # samples split across threads: products, softmax (see `threads`)
+
     def __init__(self, num_heads: int, causal: bool = False, dropout: float = 0.0) -> None:
         super().__init__()
         self.num_heads = _checks.positive_int("MultiHeadAttention", "num_heads", num_heads)
@@ -124,21 +126,31 @@ class MultiHeadAttention(Layer):
         )
         qkv[0] *= 1.0 / math.sqrt(head_dim)  # scaled queries: the scores need no pass
         queries, keys, values = qkv
-        scores = xp.matmul(queries, keys.swapaxes(-1, -2))  # (N, H, T, T)
-        if self.causal:
-            scores += self._causal_mask(steps, dtype)
-        # softmax over the keys, in place, the row maximum subtracted first
-        scores -= scores.max(axis=-1, keepdims=True)
-        xp.exp(scores, out=scores)
-        scores /= scores.sum(axis=-1, keepdims=True)
-        weights = used = scores
+        weights = xp.empty((n, heads, steps, steps), dtype=dtype)
+        context = xp.empty((n, heads, steps, head_dim), dtype=dtype)
         self.mask = None
-        if training and self.dropout > 0.0:
+        if training and self.dropout > 0.0:  # drawn whole: the same mask for any split
             keep = xp.random.random_sample(weights.shape) >= self.dropout
             self.mask = keep.astype(dtype)
             self.mask *= 1.0 / (1.0 - self.dropout)
-            used = weights * self.mask
-        context = xp.matmul(used, values)  # (N, H, T, d)
+        used = weights if self.mask is None else xp.empty_like(weights)
+        causal = self._causal_mask(steps, dtype) if self.causal else None
+
+        def share(first: int, last: int) -> None:  # samples first to last − 1
+            f = slice(first, last)
+            scores = xp.matmul(queries[f], keys[f].swapaxes(-1, -2), out=weights[f])
+            if causal is not None:
+                scores += causal
+            # softmax over the keys, in place, the row maximum subtracted first
+            scores -= scores.max(axis=-1, keepdims=True)
+            xp.exp(scores, out=scores)
+            scores /= scores.sum(axis=-1, keepdims=True)
+            if self.mask is not None:
+                xp.multiply(scores, self.mask[f], out=used[f])
+            xp.matmul(used[f], values[f], out=context[f])
+
+        # every sample's heads are independent: the samples split across threads
+        threads.run(share, n, 4 * n * heads * steps * steps * head_dim)
         merged = xp.ascontiguousarray(context.transpose(0, 2, 1, 3)).reshape(n * steps, dim)
         out = threads.matmul(merged, self.output_weights)
         out += self.output_biases
@@ -169,16 +181,23 @@ class MultiHeadAttention(Layer):
         # projection, so that they are the (N·T, 3·D) rows of its gradient
         d_projected = xp.empty((n, steps, 3, heads, head_dim), dtype=g.dtype)
         d_qkv = d_projected.transpose(2, 0, 3, 1, 4)
-        d_qkv[2] = xp.matmul(used.swapaxes(-1, -2), d_context)
-        d_scores = xp.matmul(d_context, values.swapaxes(-1, -2))  # dP̃, then dS in place
-        if self.mask is not None:
-            d_scores *= self.mask
-        d_scores -= xp.einsum("...k,...k->...", d_scores, weights)[..., None]
-        d_scores *= weights
-        d_queries = xp.matmul(d_scores, keys)
-        d_queries *= 1.0 / math.sqrt(head_dim)
-        d_qkv[0] = d_queries
-        d_qkv[1] = xp.matmul(d_scores.swapaxes(-1, -2), queries)  # queries are scaled
+        scale = 1.0 / math.sqrt(head_dim)
+
+        def share(first: int, last: int) -> None:  # samples first to last − 1
+            f = slice(first, last)
+            d_c, p = d_context[f], weights[f]
+            d_qkv[2, f] = xp.matmul(used[f].swapaxes(-1, -2), d_c)
+            d_scores = xp.matmul(d_c, values[f].swapaxes(-1, -2))  # dP̃, then dS in place
+            if self.mask is not None:
+                d_scores *= self.mask[f]
+            d_scores -= xp.einsum("...k,...k->...", d_scores, p)[..., None]
+            d_scores *= p
+            d_queries = xp.matmul(d_scores, keys[f])
+            d_queries *= scale
+            d_qkv[0, f] = d_queries
+            d_qkv[1, f] = xp.matmul(d_scores.swapaxes(-1, -2), queries[f])  # scaled queries
+
+        threads.run(share, n, 8 * n * heads * steps * steps * head_dim)
         d_rows = d_projected.reshape(n * steps, 3 * dim)
         x_rows = self.input.reshape(n * steps, dim)
         self.input_weights_gradient = threads.matmul(x_rows.T, d_rows)
