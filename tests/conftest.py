@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# scikit-learn runs its array-API estimator check (on the wrappers) only when SciPy was
+# imported with this set; it must be set before anything imports SciPy.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
 import numpy as np
 import pytest
 

@@ -29,6 +29,9 @@ FLOAT64_ATTRIBUTES = (
     "recurrent_weights",
     "recurrent_biases",
     "embeddings",
+    "input_biases",
+    "output_weights",
+    "output_biases",
 )
 
 EPS = 1e-6

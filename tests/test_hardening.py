@@ -32,7 +32,10 @@ from mpneuralnetwork.layers import (
     Dropout,
     Embedding,
     Flatten,
+    LayerNormalization,
     MaxPooling2D,
+    MultiHeadAttention,
+    PositionEmbedding,
     Recurrent,
     SimpleRNN,
 )
@@ -163,6 +166,9 @@ def test_every_library_layer_states_its_array_shapes_without_allocating() -> Non
         "LSTM": [LSTM(3)],
         "GRU": [GRU(3)],
         "Embedding": [Embedding(6, 4)],
+        "LayerNormalization": [LayerNormalization()],
+        "MultiHeadAttention": [MultiHeadAttention(2), MultiHeadAttention(1, causal=True)],
+        "PositionEmbedding": [PositionEmbedding(7)],
         "Recurrent": [],  # the base of the three above; it has no cell of its own
     }
     parameterless = {"Dropout", "Flatten", "MaxPooling2D", "AveragePooling2D", "Layer"}
@@ -179,7 +185,7 @@ def test_every_library_layer_states_its_array_shapes_without_allocating() -> Non
     for name, instances in examples.items():
         for layer in instances:
             input_shape = (2, 5, 5) if "2D" in name or name == "Convolutional" else (5,)
-            if isinstance(layer, Recurrent):
+            if isinstance(layer, (Recurrent, MultiHeadAttention, PositionEmbedding)):
                 input_shape = (5, 4)  # (T, F)
             shapes = layer.array_shapes(input_shape)
             assert not layer.params, "array_shapes must not allocate"

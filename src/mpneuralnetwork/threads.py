@@ -10,7 +10,7 @@ product that NumPy runs without the GIL. Small work stays on the calling thread:
 handing a share to a thread costs 30 to 100 µs.
 
 `Model.train`, `Model.evaluate` and `Model.predict` enter `parallel` for a model
-with a layer whose ``splits_work`` is True (the convolutions). A model of dense
+with a layer whose ``splits_work`` is True (convolutions, attention). A model of dense
 layers keeps BLAS's own threads, faster for products alone, and the recurrent
 layers take them back for their loops of small products (`blas_threads`).
 

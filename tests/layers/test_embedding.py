@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import numerical_gradient, random_projection, to_float64
+from helpers import check_gradients, numerical_gradient, random_projection, to_float64
 from mpneuralnetwork import DTYPE, to_device, to_host
-from mpneuralnetwork.layers import LSTM, Dense, Embedding, Flatten
-from mpneuralnetwork.losses import BinaryCrossEntropy
+from mpneuralnetwork.layers import LSTM, Dense, Embedding, Flatten, PositionEmbedding
+from mpneuralnetwork.losses import MSE, BinaryCrossEntropy
 from mpneuralnetwork.model import Model
 from mpneuralnetwork.optimizers import Adam
 from mpneuralnetwork.serialization import load_model, save_model
@@ -152,3 +152,61 @@ def test_array_shapes_match_the_parameters():
         == {"embeddings": (7, 3)}
         == {name: tuple(value.shape) for name, (value, _) in layer.params.items()}
     )
+
+
+# ====================================================================== PositionEmbedding
+def test_position_embedding_adds_the_first_rows():
+    layer = PositionEmbedding(6)
+    layer.build((4, 3))
+    table = np.arange(18, dtype=np.float32).reshape(6, 3)
+    layer.embeddings = to_device(table)
+    x = np.ones((2, 4, 3), dtype=np.float32)
+    out = to_host(layer.forward(to_device(x)))
+    np.testing.assert_array_equal(out, x + table[:4])
+    g = np.arange(24, dtype=np.float32).reshape(2, 4, 3)
+    dx = to_host(layer.backward(to_device(g)))
+    np.testing.assert_array_equal(dx, g)
+    expected = np.zeros((6, 3), dtype=np.float32)
+    expected[:4] = g.sum(axis=0)
+    np.testing.assert_array_equal(to_host(layer.embeddings_gradient), expected)
+
+
+@pytest.mark.parametrize("steps", [1, 3, 5])
+def test_position_embedding_gradients(steps):
+    layer = PositionEmbedding(5)
+    layer.build((steps, 2))
+    to_float64(layer)
+    x = np.random.default_rng(0).standard_normal((3, steps, 2))
+    assert check_gradients(layer, x) == ["input", "embeddings"]
+
+
+def test_position_embedding_initialization_config_and_shapes():
+    layer = PositionEmbedding(200)
+    assert layer.params == {} and layer.array_shapes((10, 64)) == {"embeddings": (200, 64)}
+    layer.build((10, 64))
+    table = to_host(layer.embeddings)
+    assert table.shape == (200, 64) and table.dtype == DTYPE
+    assert float(np.std(table)) == pytest.approx(0.02, rel=0.05)
+    assert layer.output_shape == (10, 64)
+    assert layer.get_config() == {"type": "PositionEmbedding", "max_length": 200}
+    rebuilt = PositionEmbedding(**{k: v for k, v in layer.get_config().items() if k != "type"})
+    assert rebuilt.max_length == 200
+
+
+def test_position_embedding_errors():
+    with pytest.raises(ValueError, match=r"T=7 steps are longer than max_length=5"):
+        PositionEmbedding(5).build((7, 3))
+    with pytest.raises(ValueError, match=r"T=7 steps are longer than max_length=5"):
+        PositionEmbedding(5).forward(to_device(np.zeros((2, 7, 3))))
+    with pytest.raises(ValueError, match=r"T=7 steps are longer than max_length=5"):
+        PositionEmbedding(5).array_shapes((7, 3))
+    with pytest.raises(ValueError, match=r"T=6 steps are longer than max_length=5"):
+        Model([Embedding(4, 3, input_length=6), PositionEmbedding(5)], MSE())
+    with pytest.raises(ValueError, match=r"input_shape must be \(T, D\)"):
+        PositionEmbedding(5).build((3,))
+    with pytest.raises(ValueError, match="PositionEmbedding: max_length"):
+        PositionEmbedding(0)
+    layer = PositionEmbedding(5)
+    layer.build((3, 2))
+    with pytest.raises(ValueError, match=r"shape \(N, 3, 2\)"):
+        layer.forward(to_device(np.zeros((1, 4, 2))))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mpneuralnetwork import to_device, to_host
-from mpneuralnetwork.activations import PReLU, ReLU, Sigmoid, Softmax, Swish, Tanh
+from mpneuralnetwork.activations import GELU, PReLU, ReLU, Sigmoid, Softmax, Swish, Tanh
 from mpneuralnetwork.layers import (
     LSTM,
     AveragePooling2D,
@@ -19,8 +19,13 @@ from mpneuralnetwork.layers import (
     Dropout,
     Embedding,
     Flatten,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
     Layer,
+    LayerNormalization,
     MaxPooling2D,
+    MultiHeadAttention,
+    PositionEmbedding,
     Reshape,
     UpSampling2D,
 )
@@ -119,6 +124,14 @@ def _examples():
         (lambda: Softmax(2.0, 1e-6), (5,)),
         (lambda: Softmax(), (5,)),
         (lambda: Layer(), (3,)),
+        (lambda: Dense(3, input_shape=(4, 5), initialization="he"), None),
+        (lambda: Dense(3), (4, 5)),
+        (lambda: LayerNormalization(1e-3), (4, 5)),
+        (lambda: MultiHeadAttention(2, causal=True, dropout=0.25), (3, 4)),
+        (lambda: PositionEmbedding(6), (3, 4)),
+        (lambda: GlobalAveragePooling1D(), (3, 4)),
+        (lambda: GlobalAveragePooling2D(), (2, 3, 4)),
+        (lambda: GELU("tanh"), (4,)),
     ]
 
 

@@ -204,7 +204,7 @@ def test_batchnorm_builds_on_first_forward():
         (lambda: Dense(3, 0), "input_size"),
         (lambda: Dense(3, initialization="glorot"), "initialization"),
         (lambda: Dense(3, no_bias=1), "no_bias"),
-        (lambda: Dense(3).build((2, 3)), "input_shape"),
+        (lambda: Dense(3).build((2, 3, 4)), "input_shape"),  # (T, F) sequences are fine
         (lambda: Dense(3, 4).build(5), "input_size"),
         (lambda: Dropout(1.0), "probability"),
         (lambda: Dropout(-0.1), "probability"),
@@ -246,8 +246,8 @@ def test_bad_input_batch_after_build():
     drop.build((3,))
     with pytest.raises(ValueError, match="input_batch"):
         drop.forward(to_device(np.zeros((2, 4))))
-    with pytest.raises(ValueError, match="input_shape"):
-        Dense(3).forward(to_device(np.zeros((2, 4, 4))))
+    with pytest.raises(ValueError, match=r"input_shape.*Flatten"):  # (N, T, F) is a sequence
+        Dense(3).forward(to_device(np.zeros((2, 4, 4, 4))))
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,11 @@
 """Layers: the building blocks of a `Model`."""
 
+from .attention import MultiHeadAttention
 from .containers import Concatenate, Container, Residual, Sequential
-from .embedding import Embedding
+from .embedding import Embedding, PositionEmbedding
 from .global_pooling import GlobalAveragePooling1D, GlobalAveragePooling2D
 from .layer import Layer
-from .layer1d import BatchNormalization, Dense, Dropout, Lit_W
+from .layer1d import BatchNormalization, Dense, Dropout, LayerNormalization, Lit_W
 from .layer2d import (
     AveragePooling2D,
     BatchNormalization2D,
@@ -33,8 +34,11 @@ __all__ = [
     "GlobalAveragePooling1D",
     "GlobalAveragePooling2D",
     "Layer",
+    "LayerNormalization",
     "Lit_W",
     "MaxPooling2D",
+    "MultiHeadAttention",
+    "PositionEmbedding",
     "Recurrent",
     "Reshape",
     "Residual",

@@ -1,4 +1,4 @@
-"""Embedding: integer ids to learned vectors."""
+"""Embeddings: integer ids to learned vectors, and learned positions added to sequences."""
 
 from __future__ import annotations
 
@@ -129,3 +129,77 @@ class Embedding(Layer):
             "output_dim": self.output_dim,
             "input_length": None if self.input_shape is None else self.input_shape[0],
         }
+
+
+class PositionEmbedding(Layer):
+    """Learned position embeddings: row t of a table is added to step t of each sequence.
+
+    Args:
+        max_length: The longest sequence the table covers (its number of rows).
+
+    Shapes:
+        input (N, T, D) -> output (N, T, D), T <= max_length; rows 0 … T−1 are used.
+        ``embeddings`` (max_length, D), drawn from a normal distribution of std 0.02
+        (as GPT-2's) with the global random state when the layer is built.
+    """
+
+    def __init__(self, max_length: int) -> None:
+        self.max_length = _checks.positive_int("PositionEmbedding", "max_length", max_length)
+        super().__init__()
+        self.embeddings: Any = None
+        self.embeddings_gradient: Any = None
+
+    def _check_shape(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        """(T, D), checked against ``max_length``."""
+        if len(shape) != 2:
+            raise ValueError(
+                "PositionEmbedding: input must be sequences (N, T, D), so input_shape must be "
+                f"(T, D); got {shape}"
+            )
+        if shape[0] > self.max_length:
+            raise ValueError(
+                f"PositionEmbedding: sequences of T={shape[0]} steps are longer than "
+                f"max_length={self.max_length}"
+            )
+        return shape[0], shape[1]
+
+    def array_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """``embeddings`` (max_length, D)."""
+        _, dim = self._check_shape(input_shape)
+        return {"embeddings": (self.max_length, dim)}
+
+    def build(self, input_shape: int | tuple[int, ...]) -> None:
+        """Check (T, D) and draw the table (once: a rebuild on the same D keeps it)."""
+        shape = _checks.shape("PositionEmbedding", "input_shape", input_shape)
+        assert shape is not None
+        _, dim = self._check_shape(shape)
+        self.input_shape = self.output_shape = shape
+        if self.embeddings is None or self.embeddings.shape[1] != dim:
+            table = (self.max_length, dim)
+            self.embeddings = xp.random.normal(0.0, 0.02, table).astype(DTYPE)
+            self.embeddings_gradient = xp.zeros_like(self.embeddings)
+
+    def forward(self, input_batch: ArrayType, training: bool = True) -> ArrayType:
+        """(N, T, D) -> (N, T, D): x + embeddings[:T]."""
+        x = self._check_input(input_batch, min_ndim=3)
+        if self.embeddings is None:
+            self.build(tuple(x.shape[1:]))
+        self._check_shape(tuple(x.shape[1:]))
+        self.input = x
+        self.output = x + self.embeddings[: x.shape[1]]
+        return self.output
+
+    def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
+        """Rows 0 … T−1 of dL/d(embeddings) sum G over the batch; dL/dx is G itself."""
+        g = self._check_gradient(output_gradient_batch)
+        gradient = xp.zeros_like(self.embeddings, dtype=g.dtype)
+        gradient[: g.shape[1]] = g.sum(axis=0)
+        self.embeddings_gradient = gradient
+        return g
+
+    @property
+    def params(self) -> dict[str, tuple[ArrayType, ArrayType]]:
+        return self._existing_params("embeddings")
+
+    def get_config(self) -> dict[str, Any]:
+        return {"type": "PositionEmbedding", "max_length": self.max_length}

@@ -33,8 +33,9 @@ class Layer:
             Model whose first layer it is passes its input on without casting it
             to float.
         splits_work: True for a layer that splits its large work across the
-            threads of `mpneuralnetwork.threads` (`Convolutional`): a Model with
-            such a layer trains and predicts inside `threads.parallel`.
+            threads of `mpneuralnetwork.threads` (`Convolutional`,
+            `MultiHeadAttention`): a Model with such a layer trains and predicts
+            inside `threads.parallel`.
     """
 
     needs_input_gradient: bool = True

@@ -24,7 +24,10 @@ def init_std(method: str, fan_in: int) -> float:
 
 
 class Dense(Layer):
-    """Fully connected layer: ``Y = X @ W + b``.
+    """Fully connected layer: ``Y = X @ W + b``, on flat samples or on each step of a sequence.
+
+    On sequences (N, T, F) the same weights apply at every step, as in Keras and
+    PyTorch: the output is (N, T, output_size).
 
     Args:
         output_size: Number of output features.
@@ -32,10 +35,14 @@ class Dense(Layer):
         initialization: ``"he"``, ``"xavier"``, or ``"auto"`` (the Model picks He
             before ReLU-like activations and Xavier otherwise).
         no_bias: True for a layer without biases.
+        input_shape: The per-sample input shape, ``(input_size,)`` or ``(T, F)`` for
+            sequences; when given the layer builds at once. With ``input_size`` too,
+            its last size must equal ``input_size``.
 
     Shapes:
-        input (N, input_size) -> output (N, output_size).
-        ``weights`` (input_size, output_size), ``biases`` (1, output_size).
+        input (N, input_size) -> output (N, output_size);
+        input (N, T, F) -> output (N, T, output_size).
+        ``weights`` (F, output_size), ``biases`` (1, output_size).
     """
 
     def __init__(
@@ -44,53 +51,64 @@ class Dense(Layer):
         input_size: int | None = None,
         initialization: Lit_W = "auto",
         no_bias: bool = False,
+        input_shape: int | tuple[int, ...] | None = None,
     ) -> None:
         output_size = _checks.positive_int("Dense", "output_size", output_size)
         if input_size is not None:
             input_size = _checks.positive_int("Dense", "input_size", input_size)
+        declared = _checks.shape("Dense", "input_shape", input_shape)
+        if declared is not None and input_size is not None and declared[-1] != input_size:
+            raise ValueError(
+                f"Dense: input_size={input_size} and input_shape={declared} disagree: the "
+                f"last size of input_shape is the number of input features"
+            )
+        if declared is None and input_size is not None:
+            declared = (input_size,)
         self.initialization = _checks.choice(
             "Dense", "initialization", initialization, _INITIALIZATIONS
         )
         self.no_bias = _checks.boolean("Dense", "no_bias", no_bias)
         super().__init__(output_shape=output_size)
+        self.units = output_size
         self.weights: Any = None
         self.biases: Any = None
         self.weights_gradient: Any = None
         self.biases_gradient: Any = None
-        if input_size is not None:
-            self.build(input_size)
+        if declared is not None:
+            self.build(declared)
 
     def build(self, input_shape: int | tuple[int, ...]) -> None:
-        """Set the input size; initialize the weights unless initialization is ``"auto"``."""
+        """Set the input shape, (F,) or (T, F); initialize the weights unless ``"auto"``."""
         shape = _checks.shape("Dense", "input_shape", input_shape)
         assert shape is not None
-        if len(shape) != 1:
-            raise ValueError(
-                f"Dense: input must be flat (one dimension per sample); got input_shape {shape}. "
-                "Put a Flatten layer before Dense."
-            )
-        self._check_declared(shape, "input_size")
+        _check_dense_input(shape)
+        declared = self.input_shape
+        self._check_declared(
+            shape, "input_size" if declared is None or len(declared) == 1 else "input_shape"
+        )
         already = self.weights is not None and self.input_shape == shape
-        super().build(shape)
+        self.input_shape = shape
+        self.output_shape = (*shape[:-1], self.units)
         if self.initialization != "auto" and not already:
             self.init_weights(self.initialization, self.no_bias)
 
     def array_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-        """``weights`` (input_size, output_size) and, with biases, ``biases`` (1, output_size)."""
-        if len(input_shape) != 1:
-            raise ValueError(f"Dense: input must be flat; got input_shape {input_shape}")
-        out = self.output_size
-        shapes: dict[str, tuple[int, ...]] = {"weights": (input_shape[0], out)}
+        """``weights`` (F, output_size) and, with biases, ``biases`` (1, output_size)."""
+        _check_dense_input(input_shape)
+        out = self.units
+        shapes: dict[str, tuple[int, ...]] = {"weights": (input_shape[-1], out)}
         return shapes if self.no_bias else {**shapes, "biases": (1, out)}
 
     def init_weights(self, method: str, no_bias: bool) -> None:
         """Draw new weights (normal, He / Xavier / 0.1 std) and biases (standard normal).
 
+        The fan-in is the number of input features F (per step, on sequences).
+
         Args:
             method: ``"he"``, ``"xavier"``, or anything else for a std of 0.1.
             no_bias: True to drop the biases altogether.
         """
-        fan_in, fan_out = self.input_size, self.output_size
+        fan_in, fan_out = self._known("input_shape")[-1], self.units
         std = init_std(method, fan_in)
         self.weights = xp.random.normal(0.0, std, (fan_in, fan_out)).astype(DTYPE)
         self.weights_gradient = xp.zeros_like(self.weights)
@@ -102,7 +120,7 @@ class Dense(Layer):
             self.biases_gradient = xp.zeros_like(self.biases)
 
     def forward(self, input_batch: ArrayType, training: bool = True) -> ArrayType:
-        """(N, input_size) -> (N, output_size)."""
+        """(N, input_size) -> (N, output_size); (N, T, F) -> (N, T, output_size)."""
         x = self._check_input(input_batch, min_ndim=2)
         if self.weights is None:
             if self.input_shape is None:
@@ -114,34 +132,66 @@ class Dense(Layer):
         if x.dtype != weights.dtype:
             x = x.astype(weights.dtype)
         self.input = x
+        if x.ndim != 2:  # sequences: every step is a row of one product
+            return self._forward_steps(x)
         y = threads.matmul(x, weights)
         if self.biases is not None:
             y += self.biases
         self.output = y
         return y
 
+    def _forward_steps(self, x: Any) -> Any:
+        """(N, T, F) -> (N, T, output_size) as one (N·T, F) @ (F, output_size) product."""
+        y = threads.matmul(x.reshape(-1, x.shape[-1]), self.weights)
+        if self.biases is not None:
+            y += self.biases
+        self.output = y.reshape(*x.shape[:-1], self.units)
+        return self.output
+
     def backward(self, output_gradient_batch: ArrayType) -> ArrayType | None:
-        """Store dW = Xᵀ G and db = Σ_batch G; return G Wᵀ (N, input_size)."""
+        """Store dW = Xᵀ G and db = Σ_batch G; return G Wᵀ (N, input_size).
+
+        On sequences the sums run over the batch and the steps: dW = Σ_{n,t} x_{n,t}ᵀ g_{n,t}.
+        """
         g = self._check_gradient(output_gradient_batch)
-        self.weights_gradient = threads.matmul(self.input.T, g)
+        x = self.input
+        if g.ndim != 2:  # sequences, as (N·T, ·) rows
+            g = g.reshape(-1, self.units)
+            x = x.reshape(-1, x.shape[-1])
+        self.weights_gradient = threads.matmul(x.T, g)
         if self.biases is not None:
             self.biases_gradient = g.sum(axis=0, keepdims=True)
         if not self.needs_input_gradient:
             return None
-        return threads.matmul(g, self.weights.T)
+        d_input = threads.matmul(g, self.weights.T)
+        return d_input.reshape(self.input.shape)
 
     @property
     def params(self) -> dict[str, tuple[ArrayType, ArrayType]]:
         return self._existing_params("weights", "biases")
 
     def get_config(self) -> dict[str, Any]:
-        return {
+        """The 1.1 keys; ``input_shape`` is added only for a layer built on sequences."""
+        shape = self.input_shape
+        config: dict[str, Any] = {
             "type": "Dense",
-            "output_size": self.output_size,
-            "input_size": None if self.input_shape is None else self.input_shape[0],
+            "output_size": self.units,
+            "input_size": None if shape is None else shape[-1],
             "initialization": self.initialization,
             "no_bias": self.no_bias,
         }
+        if shape is not None and len(shape) != 1:
+            config["input_shape"] = shape
+        return config
+
+
+def _check_dense_input(shape: tuple[int, ...]) -> None:
+    """Dense takes flat samples (F,) or sequences (T, F); images must be flattened first."""
+    if len(shape) > 2:
+        raise ValueError(
+            f"Dense: input must be flat (one dimension per sample) or a sequence (T, F); "
+            f"got input_shape {shape}. Put a Flatten layer before Dense."
+        )
 
 
 class Dropout(Layer):
@@ -362,3 +412,91 @@ class BatchNormalization(Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {"type": type(self).__name__, "momentum": self.momentum, "epsilon": self.epsilon}
+
+
+class LayerNormalization(Layer):
+    """Layer normalization: each sample normalized over its last axis (PyTorch's ``LayerNorm``).
+
+    ``y = gamma · (x − mean) / sqrt(var + epsilon) + beta``, with the mean and the
+    biased variance of each row of the last axis, in training and at inference alike
+    (no running statistics): PyTorch's ``LayerNorm(normalized_shape=F, eps=epsilon)``.
+
+    Args:
+        epsilon: Added to the variance, > 0.
+
+    Shapes:
+        input (N, ..., F) -> output of the same shape; typically (N, F) or (N, T, F).
+        ``gamma`` (F,), ones at build; ``beta`` (F,), zeros at build.
+    """
+
+    def __init__(self, epsilon: float = 1e-5) -> None:
+        super().__init__()
+        self.epsilon = _checks.number_in(
+            "LayerNormalization", "epsilon", epsilon, 0.0, math.inf, low_open=True
+        )
+        self.gamma: Any = None
+        self.beta: Any = None
+        self.gamma_gradient: Any = None
+        self.beta_gradient: Any = None
+        self._normalized: Any = None  # x̂, kept for backward
+        self._inv_std: Any = None  # 1/sqrt(var + ε) per row, (N, ..., 1)
+
+    def array_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """``gamma`` and ``beta``, both (F,): the last size of the input shape."""
+        return {"gamma": (input_shape[-1],), "beta": (input_shape[-1],)}
+
+    def build(self, input_shape: int | tuple[int, ...]) -> None:
+        """Create gamma (ones) and beta (zeros) of the last axis's size."""
+        super().build(input_shape)
+        features = self._known("input_shape")[-1]
+        self.gamma = xp.ones((features,), dtype=DTYPE)
+        self.beta = xp.zeros((features,), dtype=DTYPE)
+        self.gamma_gradient = xp.zeros_like(self.gamma)
+        self.beta_gradient = xp.zeros_like(self.beta)
+
+    def forward(self, input_batch: ArrayType, training: bool = True) -> ArrayType:
+        """Same shape in and out."""
+        x = self._check_input(input_batch, min_ndim=2)
+        if self.gamma is None:
+            self.build(tuple(x.shape[1:]))
+        if x.dtype != self.gamma.dtype:
+            x = x.astype(self.gamma.dtype)
+        self.input = x
+        features = x.shape[-1]
+        normalized = x - x.mean(axis=-1, keepdims=True)
+        variance = xp.einsum("...f,...f->...", normalized, normalized)[..., None]
+        variance /= features
+        variance += self.epsilon
+        inv_std = xp.sqrt(variance, out=variance)
+        xp.divide(1.0, inv_std, out=inv_std)
+        normalized *= inv_std
+        out = normalized * self.gamma
+        out += self.beta
+        self._normalized, self._inv_std = normalized, inv_std
+        self.output = out
+        return out
+
+    def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
+        """dx = inv_std · (d − mean(d) − x̂ · mean(d · x̂)) per row, with d = G · gamma.
+
+        Stores dgamma = Σ G · x̂ and dbeta = Σ G over every axis but the last.
+        """
+        g = self._check_gradient(output_gradient_batch)
+        normalized, features = self._normalized, g.shape[-1]
+        rows = g.reshape(-1, features)
+        self.gamma_gradient = xp.einsum("mf,mf->f", rows, normalized.reshape(-1, features))
+        self.beta_gradient = rows.sum(axis=0)
+        d = g * self.gamma
+        projection = xp.einsum("...f,...f->...", d, normalized)[..., None]
+        projection /= features
+        d -= d.mean(axis=-1, keepdims=True)
+        d -= normalized * projection
+        d *= self._inv_std
+        return d
+
+    @property
+    def params(self) -> dict[str, tuple[ArrayType, ArrayType]]:
+        return self._existing_params("gamma", "beta")
+
+    def get_config(self) -> dict[str, Any]:
+        return {"type": "LayerNormalization", "epsilon": self.epsilon}
