@@ -88,11 +88,22 @@ class Timer:
         self.calls.clear()
 
 
+def _leaves(model: Any) -> list[tuple[str, Any]]:
+    """``(label, layer)`` of every layer that is not a container, by its path ("3.0")."""
+    from mpneuralnetwork.layers.containers import leaves
+
+    return [(path.rstrip("_").replace("_", "."), layer) for path, layer in leaves(model.layers)]
+
+
 def instrument(model: Any, timer: Timer) -> list[str]:
-    """Wrap each layer's forward/backward, the loss and the optimizer step; return the names."""
+    """Wrap each layer's forward/backward, the loss and the optimizer step; return the names.
+
+    The layers inside containers are timed one by one (a container's own work, such as
+    a residual addition, counts in "model loop (rest)").
+    """
     names = []
-    for i, layer in enumerate(model.layers):
-        label = f"{i:2d} {type(layer).__name__}"
+    for path, layer in _leaves(model):
+        label = f"{path:>5} {type(layer).__name__}"
         layer.forward = timer.wrap(f"{label}.forward", layer.forward)
         layer.backward = timer.wrap(f"{label}.backward", layer.backward)
         names += [f"{label}.forward", f"{label}.backward"]
@@ -142,20 +153,21 @@ def best_of(fn: Callable[[], Any], repeats: int = 50) -> float:
     return best
 
 
-def gemm_floor(model: Any, batch: int) -> dict[int, float]:
+def gemm_floor(model: Any, batch: int) -> dict[str, float]:
     """Seconds of each Dense/Convolutional layer's GEMMs alone, per batch of ``batch``.
 
     Three products per layer (``X @ W``, ``Xᵀ @ G``, ``G @ Wᵀ``); two for the first
-    layer with parameters, whose input gradient the model never computes.
+    layer with parameters, whose input gradient the model never computes. Keyed by
+    the layer's path (`_leaves`).
     """
     import numpy as np
 
     from mpneuralnetwork.layers import Convolutional, Dense
 
     rng = np.random.default_rng(0)
-    floors: dict[int, float] = {}
+    floors: dict[str, float] = {}
     first = True
-    for i, layer in enumerate(model.layers):
+    for path, layer in _leaves(model):
         if isinstance(layer, Dense):
             m, k, n = batch, layer.input_size, layer.output_size
         elif isinstance(layer, Convolutional):
@@ -173,7 +185,7 @@ def gemm_floor(model: Any, batch: int) -> dict[int, float]:
             if not first:
                 g @ w.T
 
-        floors[i] = best_of(gemms, repeats=10)
+        floors[path] = best_of(gemms, repeats=10)
         first = False
     return floors
 
@@ -187,30 +199,35 @@ def matmul_peak() -> float:
 
 
 def print_conv_layers(
-    model: Any, wl: Any, timer: Timer, batches: int, floors: dict[int, float], peak: float
+    model: Any, timer: Timer, batches: int, batch: int, floors: dict[str, float], peak: float
 ) -> None:
     """Per convolution: forward + backward time, its GEMM floor, GFLOP/s and % of peak."""
     import workloads
 
+    from mpneuralnetwork.layers import Convolutional
+
     print(f"\nconvolutions (sgemm peak {peak / 1e9:.0f} GFLOP/s, 1024^3 in this process)")
     print(
-        f"{'layer':<26}{'f+b us/batch':>13}{'GEMM floor':>12}{'x floor':>9}"
+        f"{'layer':<30}{'f+b us/batch':>13}{'GEMM floor':>12}{'x floor':>9}"
         f"{'GFLOP/s':>9}{'% peak':>8}{'floor GFLOP/s':>15}"
     )
-    first = min(floors)
-    for i, shape_in, shape_out in workloads.conv_layers(wl):
-        spec = wl.layers[i]
-        label = f"{i:2d} {type(model.layers[i]).__name__}.forward"
+    first = next(iter(floors))
+    for path, layer in _leaves(model):
+        if not isinstance(layer, Convolutional):
+            continue
+        label = f"{path:>5} Convolutional.forward"
         seconds = timer.seconds.get(label, 0.0)
         seconds += timer.seconds.get(label.replace(".forward", ".backward"), 0.0)
         per_batch = seconds / batches
-        products = 2 if i == first else 3
-        flops = workloads.conv_flops(shape_in, shape_out, spec.kernel) * wl.batch_size * products
-        name = f"{i:2d} conv {shape_in[0]}->{shape_out[0]} @{shape_out[1]}x{shape_out[2]}"
+        products = 2 if path == first else 3
+        shape_in, shape_out = layer.input_shape, layer.output_shape
+        flops = workloads.conv_flops(shape_in, shape_out, layer.kernel_size) * batch * products
+        size = f"{shape_in[0]}->{shape_out[0]} @{shape_out[1]}x{shape_out[2]}"
+        name = f"{path:>5} conv{layer.kernel_size} {size}"
         print(
-            f"{name:<26}{per_batch * 1e6:>13.0f}{floors[i] * 1e6:>12.0f}"
-            f"{per_batch / floors[i]:>9.2f}{flops / per_batch / 1e9:>9.1f}"
-            f"{100 * flops / per_batch / peak:>7.0f}%{flops / floors[i] / 1e9:>15.1f}"
+            f"{name:<30}{per_batch * 1e6:>13.0f}{floors[path] * 1e6:>12.0f}"
+            f"{per_batch / floors[path]:>9.2f}{flops / per_batch / 1e9:>9.1f}"
+            f"{100 * flops / per_batch / peak:>7.0f}%{flops / floors[path] / 1e9:>15.1f}"
         )
 
 
@@ -257,11 +274,11 @@ def profile_workload(name: str, args: argparse.Namespace) -> None:
             continue
         floor = ""
         outside = ""
-        index = int(key.split()[0]) if key[0].isdigit() or key[0] == " " else -1
-        if key.endswith(".forward") and index in floors:
-            floor = f"{floors[index] * 1e6:.0f} (f+b)"
+        path = key.split()[0]
+        if key.endswith(".forward") and path in floors:
+            floor = f"{floors[path] * 1e6:.0f} (f+b)"
             both = sec + timer.seconds.get(key.replace(".forward", ".backward"), 0.0)
-            outside = f"{(both / batches - floors[index]) * 1e6:.0f}"
+            outside = f"{(both / batches - floors[path]) * 1e6:.0f}"
         share = f"{100 * sec / epoch:.1f}%"
         print(f"{key:<32}{sec / batches * 1e6:>10.1f}{share:>8}{floor:>12}{outside:>10}")
     rest = epoch - accounted
@@ -273,8 +290,8 @@ def profile_workload(name: str, args: argparse.Namespace) -> None:
         f"{100 * total_floor / plain:.0f}% of the uninstrumented epoch"
     )
 
-    if floors and any(spec.kind == "conv" for spec in wl.layers):
-        print_conv_layers(model, wl, timer, batches, floors, peak)
+    if floors:
+        print_conv_layers(model, timer, batches, wl.batch_size, floors, peak)
 
     if args.cprofile:
         model = workloads.ours_build(wl)
