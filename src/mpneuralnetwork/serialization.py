@@ -361,29 +361,7 @@ def layer_from_config(
         TypeError: ``custom_objects`` is not a dict of classes.
     """
     registry = _registries(custom_objects)["layer"]
-    return _layer(dict(config), registry)
-
-
-def _layer(config: Any, registry: dict[str, type]) -> layers.Layer:
-    """``cls(**config)``, a container's inner layers made the same way first."""
-    name = config.get("type") if isinstance(config, dict) else None
-    cls = registry.get(name) if isinstance(name, str) else None
-    if isinstance(cls, type) and issubclass(cls, Container):
-        kwargs = {k: v for k, v in config.items() if k != "type"}
-        try:
-            return cls.from_config(kwargs, lambda inner: _layer(inner, registry))
-        except (TypeError, ValueError) as exc:
-            if str(exc).startswith("layer_from_config:"):
-                raise
-            raise ValueError(f"layer_from_config: bad {config['type']} config: {exc}") from None
-    if not isinstance(config, dict) or "initialization" not in config:
-        return _build("layer", registry, config, caller="layer_from_config")
-    # Built (when its input is given) but drawn only when a Model builds it again.
-    layer = _build("layer", registry, {**config, "initialization": "auto"}, "layer_from_config")
-    layer.initialization = _checks.choice(
-        type(layer).__name__, "initialization", config["initialization"], get_args(layers.Lit_W)
-    )
-    return layer
+    return _build_layer(dict(config), registry, "layer_from_config", for_file=False)
 
 
 def _from_config(
@@ -399,33 +377,43 @@ def _from_config(
 _INPUT_ARGUMENTS = ("input_size", "input_shape", "input_length")
 
 
-def _build_layer(config: Any, registry: dict[str, type]) -> Any:
-    """A layer from its config, neither built nor initialized (`_adopt` fills its parameters).
+def _build_layer(
+    config: Any, registry: dict[str, type], caller: str = "load_model", for_file: bool = True
+) -> Any:
+    """A layer from its config, not initialized: its weights are drawn when a Model builds it.
 
     A container's config holds its inner layers' configs: they are built the same way.
-    The declared input of a layer that can tell its arrays' shapes (`array_shapes`)
-    is kept from the constructor and set as its ``input_shape``: `_build_layers`
-    builds it only after the file's arrays were found to have those shapes, so that
-    a crafted size (an Embedding of 50 000 000 ids, an LSTM of a million units)
-    is refused before anything is allocated or drawn.
+
+    Args:
+        config: ``{"type": class name, **constructor arguments}``.
+        registry: The layer classes by name.
+        caller: The public function, named in errors.
+        for_file: `load_model`'s case (`_adopt` then fills the parameters from the
+            file): the declared input of a layer that can tell its arrays' shapes
+            (`array_shapes`) is kept from the constructor and set as its
+            ``input_shape``, so that `_build_layers` builds it only after the file's
+            arrays were found to have those shapes; a crafted size (an Embedding of
+            50 000 000 ids, an LSTM of a million units) is refused before anything is
+            allocated or drawn.
     """
-    if isinstance(config, dict) and isinstance(config.get("type"), str):
-        cls = registry.get(config["type"])
-        if isinstance(cls, type) and issubclass(cls, Container):
-            kwargs = {k: v for k, v in config.items() if k != "type"}
-            try:
-                return cls.from_config(kwargs, lambda inner: _build_layer(inner, registry))
-            except (TypeError, ValueError) as exc:
-                if str(exc).startswith("load_model:"):
-                    raise
-                raise ValueError(f"load_model: bad {config['type']} config: {exc}") from None
-    if not isinstance(config, dict):
-        return _build("layer", registry, config)
-    name = config.get("type")
+    name = config.get("type") if isinstance(config, dict) else None
     cls = registry.get(name) if isinstance(name, str) else None
+    if isinstance(cls, type) and issubclass(cls, Container):
+        kwargs = {k: v for k, v in config.items() if k != "type"}
+        try:
+            return cls.from_config(
+                kwargs, lambda inner: _build_layer(inner, registry, caller, for_file)
+            )
+        except (TypeError, ValueError) as exc:
+            if str(exc).startswith(f"{caller}:"):
+                raise
+            raise ValueError(f"{caller}: bad {name} config: {exc}") from None
+    if not isinstance(config, dict):
+        return _build("layer", registry, config, caller)
     deferred = {}
     if (
-        isinstance(cls, type)
+        for_file
+        and isinstance(cls, type)
         and issubclass(cls, layers.Layer)
         and cls.array_shapes is not layers.Layer.array_shapes
     ):
@@ -433,13 +421,13 @@ def _build_layer(config: Any, registry: dict[str, type]) -> Any:
     kwargs = {**config, **dict.fromkeys(deferred)}
     if "initialization" in config:
         kwargs["initialization"] = "auto"
-    layer = _build("layer", registry, kwargs)
+    layer = _build("layer", registry, kwargs, caller)
     if "initialization" in config:
         layer.initialization = _checks.choice(
             type(layer).__name__, "initialization", config["initialization"], get_args(layers.Lit_W)
         )
     for argument, value in deferred.items():
-        layer.input_shape = _checks.shape(f"load_model: {type(layer).__name__}", argument, value)
+        layer.input_shape = _checks.shape(f"{caller}: {type(layer).__name__}", argument, value)
     return layer
 
 
