@@ -564,9 +564,13 @@ def test_global_average_pooling_1d(opset: int | None, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("target", [(3, -1, 2), (-1,), (2, 2, 3)])
 def test_reshape(target: tuple[int, ...], tmp_path: Path) -> None:
-    layers = [Dense(12, input_size=5), Reshape(target), Tanh(), Flatten(), Dense(3)]
+    # Reshape last: the output's shape is checked.
+    layers = [Dense(12, input_size=5), Reshape(target), Tanh()]
     proto = check_export(randomize(Model(layers, MSE())), tmp_path / "reshape.onnx")
     assert "Reshape" in op_types(proto)
+    # Images for a convolution, whose result depends on the layout.
+    layers = [Dense(12, input_size=5), Reshape((1, 3, -1)), Convolutional(2, 2), Flatten()]
+    check_export(randomize(Model([*layers, Dense(3)], MSE())), tmp_path / "images.onnx")
 
 
 @pytest.mark.parametrize("size", [2, (2, 3), (1, 2), 1])
