@@ -7,7 +7,8 @@ output activation the loss implies, in float32, with the weights as initializers
 How a layer becomes ONNX nodes (the protocol, for adding a layer):
 
 - `CONVERTERS` maps a layer class (the exact class, not its subclasses: a subclass
-  may compute something else) to its converter, a function
+  may compute something else; only a container's subclass falls back, see
+  `find_converter`) to its converter, a function
   ``converter(layer, x, graph) -> y``: ``x`` is the name of the input tensor (the
   batch, shape (N, *layer.input_shape)), ``graph`` the `Graph` being built, and ``y``
   the name of the output tensor (N, *layer.output_shape). Register one with
@@ -20,7 +21,17 @@ How a layer becomes ONNX nodes (the protocol, for adding a layer):
   or refuses an explicit opset that is too low, naming the layer.
 - A container layer converts its inner layers with ``graph.convert(inner, x, label)``
   on sub-scopes (``label`` is the inner layer's position): the same checks (no
-  converter, opset too low) then name the inner layer and where it sits.
+  converter, opset too low) then name the inner layer and where it sits. `Sequential`
+  chains its layers' subgraphs, `Residual` adds F's subgraph to the shortcut's (or to
+  its input), `Concatenate` joins its branches' subgraphs with a ``Concat``.
+- A converter that emits other operators at other opsets must require the same
+  opset at every target: the default opset is the ``needed`` of a trial conversion at
+  the newest opset (GELU: ``Gelu`` from opset 20, ``Erf`` arithmetic before, opset 9
+  required for both).
+
+Every public layer and activation has a converter but the bases (`Layer`,
+`Container`, `Recurrent`) and the plain ``Activation(f, f_prime)``, whose functions
+are Python code; ``tests/test_onnx.py`` enumerates the ``__all__`` lists to keep it so.
 """
 
 from __future__ import annotations
@@ -646,11 +657,13 @@ def export(model: Any, path: str | os.PathLike[str], opset: int | None = None) -
 
     Args:
         model: The `Model` to export. Every layer must have a converter: the layers
-            and activations of this library do, ``Activation(f, f_prime)`` and your
-            own layer classes do not.
+            and activations of this library do (containers too, and your subclasses
+            of them), ``Activation(f, f_prime)`` and your own layer classes do not.
         path: Where to write (written as given; ``.onnx`` is the usual suffix).
         opset: The ``ai.onnx`` opset of the file. None: the lowest that covers every
-            layer (7 for most models), at most the newest the installed ``onnx`` knows.
+            layer (7 for most models; 8 with UpSampling2D, 9 with Softplus or the exact
+            GELU, 13 with a Softmax over sequences, 17 with LayerNormalization), at
+            most the newest the installed ``onnx`` knows.
 
     Returns:
         The path written.
