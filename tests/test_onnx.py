@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,20 @@ import numpy as np
 import pytest
 
 import mpneuralnetwork as mpnn
+from mpneuralnetwork import activations as activation_module
+from mpneuralnetwork import layers as layer_module
 from mpneuralnetwork import to_device, to_host
 from mpneuralnetwork.activations import (
+    ELU,
+    GELU,
+    SELU,
     Activation,
+    LeakyReLU,
     PReLU,
     ReLU,
     Sigmoid,
     Softmax,
+    Softplus,
     Swish,
     Tanh,
 )
@@ -37,18 +43,30 @@ from mpneuralnetwork.layers import (
     AveragePooling2D,
     BatchNormalization,
     BatchNormalization2D,
+    Concatenate,
+    Container,
     Convolutional,
     Dense,
     Dropout,
     Embedding,
     Flatten,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
     Layer,
+    LayerNormalization,
     MaxPooling2D,
+    MultiHeadAttention,
+    PositionEmbedding,
+    Recurrent,
+    Reshape,
+    Residual,
+    Sequential,
     SimpleRNN,
+    UpSampling2D,
 )
 from mpneuralnetwork.losses import MSE, BinaryCrossEntropy, CategoricalCrossEntropy
 from mpneuralnetwork.model import Model
-from mpneuralnetwork.onnx import CONVERTERS, MIN_OPSET, Graph, export
+from mpneuralnetwork.onnx import CONVERTERS, MIN_OPSET, Graph, export, find_converter
 
 onnx = pytest.importorskip("onnx", reason="the onnx extra: pip install '.[onnx]'")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime runs the exported files")
@@ -283,22 +301,10 @@ def test_inputs_and_outputs_are_named_and_the_batch_is_free(tmp_path: Path) -> N
 
 
 def test_dense_on_sequences_is_matmul_and_add(tmp_path: Path) -> None:
-    # Dense takes flat samples today; its converter also handles (N, T, F) inputs.
-    dense = Dense(4, input_size=3, initialization="xavier")
-    randomize(types.SimpleNamespace(layers=[dense]))  # type: ignore[arg-type]
-    dense.input_shape, dense.output_shape = (5, 3), (5, 4)
-    model = types.SimpleNamespace(
-        layers=[dense], output_activation=None, input_shape=(5, 3), output_shape=(5, 4)
-    )
-    path = export(model, tmp_path / "dense3d.onnx")
-    proto = onnx.load(str(path))
-    onnx.checker.check_model(proto, full_check=True)
-    assert op_types(proto) == {"MatMul", "Add"}
-    x = np.random.default_rng(0).normal(size=(7, 5, 3)).astype(np.float32)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (actual,) = session.run(None, {"input": x})
-    expected = x @ to_host(dense.weights) + to_host(dense.biases)
-    np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=ATOL)
+    model = randomize(Model([Dense(4, input_shape=(5, 3)), Tanh(), Dense(2)], MSE()))
+    proto = check_export(model, tmp_path / "dense3d.onnx")
+    assert op_types(proto) == {"MatMul", "Add", "Tanh"}
+    assert proto.opset_import[0].version == MIN_OPSET
 
 
 # ------------------------------------------------------------------- opsets
@@ -445,3 +451,257 @@ def test_a_container_converts_its_inner_layers(
     match = r"no ONNX converter for Activation at layer 1 \(Chain\) > layer 1 \(Activation\)"
     with pytest.raises(ValueError, match=match):
         export(model, tmp_path / "refused.onnx")
+
+
+# ------------------------------------------------------------ the containers
+def test_containers_nested_three_deep(tmp_path: Path) -> None:
+    inner = Sequential([Dense(5), Tanh()])  # depth 3: Sequential > Concatenate > Residual > it
+    block = Sequential(
+        [
+            Dense(6),
+            Concatenate(
+                [
+                    [Dense(3), ELU()],
+                    Residual([Dense(6), inner, Dense(6)], shortcut=[Dense(6)]),
+                    Residual([Dense(6), ReLU()]),  # the identity shortcut
+                ],
+                axis=-1,
+            ),
+            Dropout(0.2),
+        ]
+    )
+    model = randomize(Model([Dense(6, input_size=4), block, Dense(3)], CategoricalCrossEntropy()))
+    proto = check_export(model, tmp_path / "nested.onnx")
+    assert {"Concat", "Add"} <= op_types(proto)
+    (concat,) = [node for node in proto.graph.node if node.op_type == "Concat"]
+    assert onnx.helper.get_attribute_value(concat.attribute[0]) == 1  # -1 of (N, F)
+    names = {init.name for init in proto.graph.initializer}
+    assert "1_sequential/1_concatenate/1_sequential/0_residual/1_sequential/0_dense/weights" in (
+        names
+    )
+
+
+def test_a_resnet_like_model(tmp_path: Path) -> None:
+    layers = [
+        Convolutional(4, 3, input_shape=(2, 8, 8), padding="same"),
+        BatchNormalization2D(),
+        ReLU(),
+        Residual(  # (4, 8, 8) -> (6, 4, 4): a projection shortcut
+            [
+                Convolutional(6, 3, stride=2, padding=1),
+                BatchNormalization2D(),
+                ReLU(),
+                Convolutional(6, 3, padding="same"),
+                BatchNormalization2D(),
+            ],
+            shortcut=[Convolutional(6, 1, stride=2), BatchNormalization2D()],
+        ),
+        ReLU(),
+        Residual([Convolutional(6, 3, padding="same"), BatchNormalization2D()]),
+        ReLU(),
+        GlobalAveragePooling2D(),
+        Dense(3),
+    ]
+    model = randomize(Model(layers, CategoricalCrossEntropy()))
+    proto = check_export(model, tmp_path / "resnet.onnx")
+    assert {"Conv", "BatchNormalization", "Add", "GlobalAveragePool"} <= op_types(proto)
+    assert proto.opset_import[0].version == MIN_OPSET
+
+
+def test_an_inception_like_concatenate(tmp_path: Path) -> None:
+    inception = Concatenate(
+        [
+            [Convolutional(2, 1), ReLU()],
+            [Convolutional(2, 1), ReLU(), Convolutional(3, 3, padding="same"), ReLU()],
+            [Convolutional(1, 5, padding="same"), LeakyReLU(0.1)],
+            Dropout(0.1),  # the input itself, a branch of one layer
+        ],
+        axis=1,
+    )
+    layers = [Convolutional(3, 3, input_shape=(2, 7, 7), padding="same"), inception]
+    layers += [BatchNormalization2D(), MaxPooling2D(2), Flatten(), Dense(4)]
+    model = randomize(Model(layers, CategoricalCrossEntropy()))
+    assert model.layers[1].output_shape == (9, 7, 7)
+    proto = check_export(model, tmp_path / "inception.onnx")
+    assert "Concat" in op_types(proto)
+
+
+class Block(Sequential):
+    """A user's container: a Sequential that builds its own layers."""
+
+    def __init__(self, units: int) -> None:
+        super().__init__([Dense(units), GELU(), Dense(units)])
+
+
+def test_a_container_subclass_converts_through_its_base(tmp_path: Path) -> None:
+    assert Block not in CONVERTERS and find_converter(Block) is CONVERTERS[Sequential]
+    assert find_converter(MyDense) is None  # a leaf's subclass: no fallback
+    model = randomize(Model([Dense(5, input_size=3), Block(5), Block(4), Dense(2)], MSE()))
+    proto = check_export(model, tmp_path / "block.onnx")
+    assert any(init.name.startswith("1_block/2_dense/") for init in proto.graph.initializer)
+
+    class Holder(Container):  # a container of the user's own: no converter to fall to
+        def __init__(self, layers: list[Layer]) -> None:
+            self.layers = layers
+            super().__init__()
+
+        @property
+        def sequences(self) -> list[list[Layer]]:
+            return [self.layers]
+
+    assert find_converter(Holder) is None
+
+
+# ---------------------------------------------------- pooling and shapes
+@pytest.mark.parametrize("opset", [None, 18])  # ReduceMean's axes: an attribute, an input
+def test_global_average_pooling_1d(opset: int | None, tmp_path: Path) -> None:
+    layers = [Dense(4, input_shape=(6, 3)), GlobalAveragePooling1D(), Dense(2)]
+    model = randomize(Model(layers, CategoricalCrossEntropy()))
+    proto = check_export(model, tmp_path / "gap1d.onnx", opset=opset)
+    assert "ReduceMean" in op_types(proto)
+    assert proto.opset_import[0].version == (opset or MIN_OPSET)
+
+
+@pytest.mark.parametrize("target", [(3, -1, 2), (-1,), (2, 2, 3)])
+def test_reshape(target: tuple[int, ...], tmp_path: Path) -> None:
+    # Reshape last: the output's shape is checked.
+    layers = [Dense(12, input_size=5), Reshape(target), Tanh()]
+    proto = check_export(randomize(Model(layers, MSE())), tmp_path / "reshape.onnx")
+    assert "Reshape" in op_types(proto)
+    # Images for a convolution, whose result depends on the layout.
+    layers = [Dense(12, input_size=5), Reshape((1, 3, -1)), Convolutional(2, 2), Flatten()]
+    check_export(randomize(Model([*layers, Dense(3)], MSE())), tmp_path / "images.onnx")
+
+
+@pytest.mark.parametrize("size", [2, (2, 3), (1, 2), 1])
+def test_up_sampling_2d_is_exact(size: Any, tmp_path: Path) -> None:
+    model = Model([Reshape((2, 3, 4), input_shape=(24,)), UpSampling2D(size)], MSE())
+    path = export(model, tmp_path / "up.onnx")
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for n in (1, 7):
+        x = inputs(model, n, seed=n)
+        (actual,) = session.run(None, {"input": x})
+        np.testing.assert_array_equal(actual, model.predict(x))  # copies: exactly equal
+    # Then in a CNN, with random parameters, up to the usual rounding.
+    layers = [Convolutional(2, 3, input_shape=(1, 5, 4)), UpSampling2D(size), ReLU()]
+    layers += [Convolutional(2, 2), Flatten(), Dense(3)]
+    check_export(randomize(Model(layers, MSE())), tmp_path / "up-cnn.onnx")
+
+
+# ------------------------------------------------------------ the activations
+def more_activations() -> Model:
+    layers: list[Layer] = [Dense(6, input_size=4)]
+    for activation in [
+        LeakyReLU(0.1),
+        LeakyReLU(-0.3),
+        ELU(0.7),
+        SELU(),
+        Softplus(),
+        Softplus(beta=2.0, threshold=1.5),  # beta·x > threshold for about a quarter
+        Softplus(beta=0.5, threshold=100.0),
+        GELU(),
+        GELU(approximate="tanh"),
+    ]:
+        layers += [activation, Dense(6)]
+    return Model(layers, MSE())
+
+
+def test_leaky_relu_elu_selu_softplus_gelu(tmp_path: Path) -> None:
+    model = randomize(more_activations())
+    proto = check_export(model, tmp_path / "default.onnx")
+    assert proto.opset_import[0].version == 9  # Erf and Where
+    assert {"LeakyRelu", "Elu", "Selu", "Softplus", "Where", "Erf", "Tanh"} <= op_types(proto)
+    assert "Gelu" not in op_types(proto)
+    for opset in (13, 19, 20, onnx.defs.onnx_opset_version()):
+        proto = check_export(model, tmp_path / f"{opset}.onnx", opset=opset)
+        assert ("Gelu" in op_types(proto)) == (opset >= 20)
+    with pytest.raises(
+        ValueError, match=r"layer 9 \(Softplus\) needs opset 9 or newer \(Where\).*is 8"
+    ):
+        export(model, tmp_path / "8.onnx", opset=8)
+
+
+def test_gelu_tanh_alone_needs_no_newer_opset(tmp_path: Path) -> None:
+    model = randomize(Model([Dense(5, input_size=3), GELU("tanh"), Dense(2)], MSE()))
+    proto = check_export(model, tmp_path / "gelu.onnx")
+    assert proto.opset_import[0].version == MIN_OPSET
+
+
+# ------------------------------------------------- sequences and attention
+def test_layer_normalization_needs_opset_17(tmp_path: Path) -> None:
+    layers = [Dense(6, input_shape=(4, 3)), LayerNormalization(epsilon=1e-3), Dense(2)]
+    model = randomize(Model(layers, MSE()))
+    proto = check_export(model, tmp_path / "ln.onnx")
+    assert proto.opset_import[0].version == 17
+    assert "LayerNormalization" in op_types(proto)
+    path = tmp_path / "ln16.onnx"
+    match = r"layer 1 \(LayerNormalization\) needs opset 17.*target opset is 16"
+    with pytest.raises(ValueError, match=match):
+        export(model, path, opset=16)
+    assert not path.exists()
+    flat = randomize(Model([Dense(6, input_size=3), LayerNormalization(), Dense(2)], MSE()))
+    check_export(flat, tmp_path / "flat.onnx")
+
+
+def test_position_embedding_adds_the_first_rows(tmp_path: Path) -> None:
+    layers = [Dense(4, input_shape=(5, 3)), PositionEmbedding(9), Flatten(), Dense(2)]
+    model = randomize(Model(layers, MSE()))
+    proto = check_export(model, tmp_path / "positions.onnx")
+    (table,) = [init for init in proto.graph.initializer if "embeddings" in init.name]
+    np.testing.assert_array_equal(
+        onnx.numpy_helper.to_array(table), to_host(layers[1].embeddings)[:5]
+    )
+
+
+@pytest.mark.parametrize(
+    ("heads", "causal", "steps"),
+    [(1, False, 6), (4, False, 6), (2, True, 6), (4, True, 5), (1, True, 1), (4, False, 1)],
+)
+def test_multi_head_attention(heads: int, causal: bool, steps: int, tmp_path: Path) -> None:
+    attention = MultiHeadAttention(heads, causal=causal, dropout=0.3)
+    model = randomize(Model([Dense(8, input_shape=(steps, 3)), attention], MSE()))
+    proto = check_export(model, tmp_path / "attention.onnx")
+    assert {"MatMul", "Reshape", "Transpose", "Softmax"} <= op_types(proto)
+    assert "Dropout" not in op_types(proto)
+    assert proto.opset_import[0].version == MIN_OPSET
+
+
+def test_a_transformer_encoder_stack(tmp_path: Path) -> None:
+    layers = [
+        Embedding(20, 16, input_length=6),
+        PositionEmbedding(10),
+        Residual([LayerNormalization(), MultiHeadAttention(4), Dropout(0.1)]),
+        Residual([LayerNormalization(), Dense(32), GELU(), Dropout(0.1), Dense(16), Dropout(0.1)]),
+        GlobalAveragePooling1D(),
+        Dense(10),
+    ]
+    model = randomize(Model(layers, CategoricalCrossEntropy()))
+    proto = check_export(model, tmp_path / "encoder.onnx")
+    assert proto.opset_import[0].version == 17
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    proto = check_export(model, tmp_path / "encoder-new.onnx", opset=onnx.defs.onnx_opset_version())
+    assert {"Gelu", "LayerNormalization", "Softmax", "ReduceMean"} <= op_types(proto)
+
+
+# ------------------------------------------------------------- completeness
+#: The public classes that have no converter on purpose: bases, and the plain
+#: Activation whose functions are Python code.
+REFUSED = {Layer, Activation, Container, Recurrent}
+
+
+def public_layer_classes() -> list[type]:
+    found = []
+    for module in (layer_module, activation_module):
+        for name in module.__all__:
+            value = getattr(module, name)
+            if isinstance(value, type) and issubclass(value, Layer):
+                found.append(value)
+    return found
+
+
+@pytest.mark.parametrize("cls", public_layer_classes(), ids=lambda cls: cls.__name__)
+def test_every_public_layer_converts_or_is_refused_on_purpose(cls: type) -> None:
+    assert (find_converter(cls) is None) == (cls in REFUSED), (
+        f"{cls.__name__}: add an ONNX converter to mpneuralnetwork.onnx (or list it as refused)"
+    )

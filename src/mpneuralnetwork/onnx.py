@@ -7,7 +7,8 @@ output activation the loss implies, in float32, with the weights as initializers
 How a layer becomes ONNX nodes (the protocol, for adding a layer):
 
 - `CONVERTERS` maps a layer class (the exact class, not its subclasses: a subclass
-  may compute something else) to its converter, a function
+  may compute something else; only a container's subclass falls back, see
+  `find_converter`) to its converter, a function
   ``converter(layer, x, graph) -> y``: ``x`` is the name of the input tensor (the
   batch, shape (N, *layer.input_shape)), ``graph`` the `Graph` being built, and ``y``
   the name of the output tensor (N, *layer.output_shape). Register one with
@@ -20,7 +21,17 @@ How a layer becomes ONNX nodes (the protocol, for adding a layer):
   or refuses an explicit opset that is too low, naming the layer.
 - A container layer converts its inner layers with ``graph.convert(inner, x, label)``
   on sub-scopes (``label`` is the inner layer's position): the same checks (no
-  converter, opset too low) then name the inner layer and where it sits.
+  converter, opset too low) then name the inner layer and where it sits. `Sequential`
+  chains its layers' subgraphs, `Residual` adds F's subgraph to the shortcut's (or to
+  its input), `Concatenate` joins its branches' subgraphs with a ``Concat``.
+- A converter that emits other operators at other opsets must require the same
+  opset at every target: the default opset is the ``needed`` of a trial conversion at
+  the newest opset (GELU: ``Gelu`` from opset 20, ``Erf`` arithmetic before, opset 9
+  required for both).
+
+Every public layer and activation has a converter but the bases (`Layer`,
+`Container`, `Recurrent`) and the plain ``Activation(f, f_prime)``, whose functions
+are Python code; ``tests/test_onnx.py`` enumerates the ``__all__`` lists to keep it so.
 """
 
 from __future__ import annotations
@@ -35,7 +46,19 @@ from typing import Any
 import numpy as np
 
 from . import __version__, _checks
-from .activations import PReLU, ReLU, Sigmoid, Softmax, Swish, Tanh
+from .activations import (
+    ELU,
+    GELU,
+    SELU,
+    LeakyReLU,
+    PReLU,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Softplus,
+    Swish,
+    Tanh,
+)
 from .archive import write_atomically
 from .backend import to_host
 from .layers import (
@@ -44,14 +67,25 @@ from .layers import (
     AveragePooling2D,
     BatchNormalization,
     BatchNormalization2D,
+    Concatenate,
+    Container,
     Convolutional,
     Dense,
     Dropout,
     Embedding,
     Flatten,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
     Layer,
+    LayerNormalization,
     MaxPooling2D,
+    MultiHeadAttention,
+    PositionEmbedding,
+    Reshape,
+    Residual,
+    Sequential,
     SimpleRNN,
+    UpSampling2D,
 )
 
 __all__ = ["export"]
@@ -74,6 +108,22 @@ def converter(*classes: type) -> Callable[[Converter], Converter]:
         return function
 
     return register
+
+
+def find_converter(cls: type) -> Converter | None:
+    """The converter of the layer class ``cls``, or None.
+
+    A leaf layer needs a converter for its exact class: a subclass may compute
+    something else. A container's subclass (a ``TransformerEncoder(Sequential)``) holds
+    its layers as its base does and computes what its base computes on them: it
+    converts through the converter of its nearest registered container base.
+    """
+    function = CONVERTERS.get(cls)
+    if function is None and issubclass(cls, Container):
+        for base in cls.__mro__[1:]:
+            if base in CONVERTERS and issubclass(base, Container):
+                return CONVERTERS[base]
+    return function
 
 
 def _import_onnx() -> Any:
@@ -190,7 +240,7 @@ class Graph:
         self._where.append(f"{'layer ' if label.isdigit() else ''}{label} ({cls.__name__})")
         self._scopes.append(f"{label.replace(' ', '_')}_{cls.__name__.lower()}")
         try:
-            function = CONVERTERS.get(cls)
+            function = find_converter(cls)
             if function is None:
                 raise ValueError(
                     f"mpneuralnetwork.onnx.export: no ONNX converter for {cls.__name__} at "
@@ -208,6 +258,17 @@ class Graph:
         if self.opset >= 13:
             return self.node("Squeeze", [x, self.constant("axes", axes, np.int64)], "squeezed")
         return self.node("Squeeze", [x], "squeezed", axes=axes)
+
+    def reshape(self, x: str, shape: Sequence[int], hint: str = "reshaped") -> str:
+        """Reshape ``x`` to ``shape`` (0: the input's size on that axis, -1: inferred)."""
+        return self.node("Reshape", [x, self.constant("shape", list(shape), np.int64)], hint)
+
+    def reduce_mean(self, x: str, axes: list[int]) -> str:
+        """The mean over ``axes``, dropped: an attribute before opset 18, an input from 18 on."""
+        if self.opset >= 18:
+            axes_name = self.constant("axes", axes, np.int64)
+            return self.node("ReduceMean", [x, axes_name], "mean", keepdims=0)
+        return self.node("ReduceMean", [x], "mean", axes=axes, keepdims=0)
 
 
 # --------------------------------------------------------------- the layers
@@ -271,6 +332,95 @@ def _embedding(layer: Embedding, x: str, graph: Graph) -> str:
     return graph.node("Gather", [graph.constant("embeddings", layer.embeddings), ids], axis=0)
 
 
+@converter(GlobalAveragePooling1D)
+def _global_average_pooling_1d(layer: GlobalAveragePooling1D, x: str, graph: Graph) -> str:
+    return graph.reduce_mean(x, [1])  # (N, T, F) -> (N, F)
+
+
+@converter(GlobalAveragePooling2D)
+def _global_average_pooling_2d(layer: GlobalAveragePooling2D, x: str, graph: Graph) -> str:
+    pooled = graph.node("GlobalAveragePool", [x], "pooled")  # (N, C, 1, 1)
+    return graph.node("Flatten", [pooled], axis=1)
+
+
+@converter(Reshape)
+def _reshape(layer: Reshape, x: str, graph: Graph) -> str:
+    # The resolved shape (its -1 inferred at build); 0 keeps the batch size.
+    return graph.reshape(x, [0, *layer._known("output_shape")])
+
+
+@converter(UpSampling2D)
+def _up_sampling_2d(layer: UpSampling2D, x: str, graph: Graph) -> str:
+    # out[n, c, i, j] = x[n, c, i // sh, j // sw], exactly: (N, C, H, 1, W, 1) broadcast
+    # by Expand to (N, C, H, sh, W, sw), then merged to (N, C, H·sh, W·sw).
+    graph.require(8, "Expand")
+    c, h, w = layer._known("input_shape")
+    sh, sw = layer._factors
+    blocks = graph.reshape(x, [0, c, h, 1, w, 1], "pixels")
+    factors = graph.constant("factors", [1, 1, 1, sh, 1, sw], np.int64)
+    expanded = graph.node("Expand", [blocks, factors], "blocks")
+    return graph.reshape(expanded, [0, c, h * sh, w * sw], "upsampled")
+
+
+@converter(LayerNormalization)
+def _layer_normalization(layer: LayerNormalization, x: str, graph: Graph) -> str:
+    graph.require(17, "LayerNormalization")
+    scale = graph.constant("gamma", layer.gamma.reshape(-1))
+    bias = graph.constant("beta", layer.beta.reshape(-1))
+    return graph.node("LayerNormalization", [x, scale, bias], axis=-1, epsilon=float(layer.epsilon))
+
+
+@converter(PositionEmbedding)
+def _position_embedding(layer: PositionEmbedding, x: str, graph: Graph) -> str:
+    # T is fixed when the layer is built: rows 0..T-1 of the table, as an initializer.
+    steps = layer._known("input_shape")[0]
+    table = graph.constant("embeddings", to_host(layer.embeddings)[:steps])
+    return graph.node("Add", [x, table], "positioned")
+
+
+@converter(MultiHeadAttention)
+def _multi_head_attention(layer: MultiHeadAttention, x: str, graph: Graph) -> str:
+    """Self-attention from standard operators (dropout is the identity at inference).
+
+    Q, K, V = X·W + b per column block, each split into heads (N, H, T, d) by Reshape
+    and Transpose (K straight to (N, H, d, T)); Q scaled by 1/√d as the layer does;
+    softmax(Q·Kᵀ [+ causal mask]) over the keys (the last axis, which every opset's
+    Softmax takes as such); the context merged back to (N, T, D) and projected.
+    """
+    steps, dim = layer._known("input_shape")
+    heads = layer.num_heads
+    head_dim = dim // heads
+    weights, biases = to_host(layer.input_weights), to_host(layer.input_biases).reshape(-1)
+    blocks = []
+    for k, (role, perm) in enumerate(
+        [("query", [0, 2, 1, 3]), ("key", [0, 2, 3, 1]), ("value", [0, 2, 1, 3])]
+    ):
+        columns = slice(k * dim, (k + 1) * dim)
+        projected = graph.node(
+            "MatMul", [x, graph.constant(f"{role}_weights", weights[:, columns])], role
+        )
+        projected = graph.node(
+            "Add", [projected, graph.constant(f"{role}_biases", biases[columns])], role
+        )
+        split = graph.reshape(projected, [0, steps, heads, head_dim], f"{role}_heads")
+        blocks.append(graph.node("Transpose", [split], f"{role}_heads", perm=perm))
+    queries, keys, values = blocks
+    scale = graph.constant("scale", np.float32(1.0 / np.sqrt(head_dim)))
+    queries = graph.node("Mul", [queries, scale], "scaled_queries")
+    scores = graph.node("MatMul", [queries, keys], "scores")  # (N, H, T, T)
+    if layer.causal:  # −inf on the keys after each query: their weights are 0
+        above = np.triu(np.ones((steps, steps), dtype=bool), 1)
+        mask = graph.constant("causal_mask", np.where(above, -np.inf, 0.0))
+        scores = graph.node("Add", [scores, mask], "masked_scores")
+    attention = graph.node("Softmax", [scores], "attention", axis=3)
+    context = graph.node("MatMul", [attention, values], "context")  # (N, H, T, d)
+    merged = graph.node("Transpose", [context], "merged", perm=[0, 2, 1, 3])
+    merged = graph.reshape(merged, [0, steps, dim], "merged")
+    out = graph.node("MatMul", [merged, graph.constant("output_weights", layer.output_weights)])
+    biases_out = graph.constant("output_biases", to_host(layer.output_biases).reshape(-1))
+    return graph.node("Add", [out, biases_out], "attended")
+
+
 def _recurrent(layer: Any, x: str, graph: Graph, op: str, order: tuple[int, ...]) -> str:
     """An RNN, LSTM or GRU node on batch-first (N, T, F) sequences.
 
@@ -324,6 +474,33 @@ def _gru(layer: GRU, x: str, graph: Graph) -> str:
     return _recurrent(layer, x, graph, "GRU", (1, 0, 2))  # r, z, n -> z, r, h
 
 
+# ------------------------------------------------------------- the containers
+@converter(Sequential)
+def _sequential(layer: Sequential, x: str, graph: Graph) -> str:
+    for j, inner in enumerate(layer.layers):
+        x = graph.convert(inner, x, str(j))
+    return x
+
+
+@converter(Residual)
+def _residual(layer: Residual, x: str, graph: Graph) -> str:
+    # F(x) + S(x); the inner positions as the layer numbers them (shortcut after F).
+    branch = skip = x
+    for j, inner in enumerate(layer.layers):
+        branch = graph.convert(inner, branch, str(j))
+    for j, inner in enumerate(layer.shortcut, start=len(layer.layers)):
+        skip = graph.convert(inner, skip, str(j))
+    return graph.node("Add", [branch, skip], "sum")
+
+
+@converter(Concatenate)
+def _concatenate(layer: Concatenate, x: str, graph: Graph) -> str:
+    outputs = [graph.convert(branch, x, str(j)) for j, branch in enumerate(layer.branches)]
+    ndim = len(layer._known("output_shape")) + 1  # the batch axis included
+    axis = layer.axis if layer.axis > 0 else ndim + layer.axis  # negative from opset 11 only
+    return graph.node("Concat", outputs, "joined", axis=axis)
+
+
 # ---------------------------------------------------------- the activations
 @converter(ReLU)
 def _relu(layer: ReLU, x: str, graph: Graph) -> str:
@@ -360,6 +537,58 @@ def _softmax(layer: Softmax, x: str, graph: Graph) -> str:
         # Before opset 13, Softmax flattens the axes from `axis` on into one.
         graph.require(13, "Softmax over axis 1 of more than 2 dimensions")
     return graph.node("Softmax", [x], axis=1)
+
+
+@converter(LeakyReLU)
+def _leaky_relu(layer: LeakyReLU, x: str, graph: Graph) -> str:
+    return graph.node("LeakyRelu", [x], alpha=float(layer.negative_slope))
+
+
+@converter(ELU)
+def _elu(layer: ELU, x: str, graph: Graph) -> str:
+    return graph.node("Elu", [x], alpha=float(layer.alpha))
+
+
+@converter(SELU)
+def _selu(layer: SELU, x: str, graph: Graph) -> str:
+    return graph.node("Selu", [x], alpha=float(SELU.ALPHA), gamma=float(SELU.SCALE))
+
+
+@converter(Softplus)
+def _softplus(layer: Softplus, x: str, graph: Graph) -> str:
+    # ONNX's Softplus has no beta nor threshold: Where(beta·x > threshold, x,
+    # Softplus(beta·x)/beta), beta·x and the division in float32 as the layer computes.
+    graph.require(9, "Where")
+    beta = np.float32(layer.beta)
+    z = x if beta == 1 else graph.node("Mul", [x, graph.constant("beta", beta)], "beta_x")
+    soft = graph.node("Softplus", [z], "soft")
+    if beta != 1:
+        soft = graph.node("Div", [soft, graph.constant("beta", beta)], "soft")
+    linear = graph.node("Greater", [z, graph.constant("threshold", layer.threshold)], "linear")
+    return graph.node("Where", [linear, x, soft], "softplus")
+
+
+@converter(GELU)
+def _gelu(layer: GELU, x: str, graph: Graph) -> str:
+    # The Gelu operator from opset 20 on; before, the same function from Erf or Tanh.
+    # The exact form requires opset 9 (Erf) at any target, so the default opset (chosen
+    # by a trial at the newest) stays the lowest that builds.
+    exact = layer.approximate == "none"
+    if exact:
+        graph.require(9, "Erf")
+    if graph.opset >= 20:
+        return graph.node("Gelu", [x], "gelu", approximate=layer.approximate)
+    if exact:  # x·Φ(x), Φ(x) = ½·(1 + erf(x/√2))
+        scaled = graph.node("Mul", [x, graph.constant("inv_sqrt2", np.sqrt(0.5))], "scaled")
+        plus_one = graph.node("Add", [graph.node("Erf", [scaled]), graph.constant("one", 1.0)])
+    else:  # ½·x·(1 + tanh(u)), u = √(2/π)·(x + 0.044715·x³)
+        cube = graph.node("Mul", [graph.node("Mul", [x, x], "square"), x], "cube")
+        cubic = graph.node("Mul", [cube, graph.constant("c", 0.044715)], "cubic")
+        inner = graph.node("Add", [x, cubic], "inner")
+        u = graph.node("Mul", [inner, graph.constant("sqrt_2_over_pi", np.sqrt(2 / np.pi))], "u")
+        plus_one = graph.node("Add", [graph.node("Tanh", [u]), graph.constant("one", 1.0)])
+    cdf = graph.node("Mul", [plus_one, graph.constant("half", 0.5)], "cdf")
+    return graph.node("Mul", [x, cdf], "gelu")
 
 
 # ------------------------------------------------------------------ export
@@ -428,11 +657,13 @@ def export(model: Any, path: str | os.PathLike[str], opset: int | None = None) -
 
     Args:
         model: The `Model` to export. Every layer must have a converter: the layers
-            and activations of this library do, ``Activation(f, f_prime)`` and your
-            own layer classes do not.
+            and activations of this library do (containers too, and your subclasses
+            of them), ``Activation(f, f_prime)`` and your own layer classes do not.
         path: Where to write (written as given; ``.onnx`` is the usual suffix).
         opset: The ``ai.onnx`` opset of the file. None: the lowest that covers every
-            layer (7 for most models), at most the newest the installed ``onnx`` knows.
+            layer (7 for most models; 8 with UpSampling2D, 9 with Softplus or the exact
+            GELU, 13 with a Softmax over sequences, 17 with LayerNormalization), at
+            most the newest the installed ``onnx`` knows.
 
     Returns:
         The path written.
