@@ -40,3 +40,18 @@ def test_a_1_2_0_file_loads_every_array_and_predicts_as_then(name: str, tmp_path
     with np.load(again) as saved, np.load(path) as stored:
         assert sorted(saved.files) == sorted(stored.files)
         assert str(saved["architecture"]) == str(stored["architecture"])
+
+
+def test_a_first_layer_without_parameters_keeps_its_declared_input(tmp_path: Path) -> None:
+    from mpneuralnetwork.layers import Dense, Flatten, Layer
+    from mpneuralnetwork.losses import MSE
+    from mpneuralnetwork.model import Model
+
+    model = Model([Flatten(input_shape=(1, 4, 4)), Dense(2)], MSE())
+    assert model.layers[0].get_config() == {"type": "Flatten", "input_shape": (1, 4, 4)}
+    assert Flatten().get_config() == {"type": "Flatten"} and Layer().get_config() == {
+        "type": "Layer"
+    }
+    loaded = load_model(save_model(model, tmp_path / "flat"))
+    x = np.random.default_rng(0).standard_normal((3, 1, 4, 4)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))

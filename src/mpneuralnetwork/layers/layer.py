@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -52,6 +53,7 @@ class Layer:
             name, "output_shape", output_shape
         )
         self.input_shape: tuple[int, ...] | None = _checks.shape(name, "input_shape", input_shape)
+        self._declared_input_shape = self.input_shape  # kept in the config (see get_config)
         self.input: Any = None
         self.output: Any = None
         self._buffers: dict[str, Any] = {}  # work arrays kept between calls (`_buffer`)
@@ -208,8 +210,17 @@ class Layer:
 
     # ---------------------------------------------------------------- config
     def get_config(self) -> dict[str, Any]:
-        """Return ``{"type": class name, **constructor arguments}``."""
-        return {"type": type(self).__name__}
+        """Return ``{"type": class name, **constructor arguments}``.
+
+        A layer given ``input_shape`` at construction (``Flatten(input_shape=...)`` as a
+        model's first layer) keeps it in its config, so that `load_model` can rebuild
+        the model from it.
+        """
+        config: dict[str, Any] = {"type": type(self).__name__}
+        declared = getattr(self, "_declared_input_shape", None)
+        if declared is not None and "input_shape" in inspect.signature(type(self)).parameters:
+            config["input_shape"] = declared
+        return config
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "type")
