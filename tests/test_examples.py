@@ -42,6 +42,7 @@ def run_example(name: str, *args: str, env: dict[str, str] | None = None, cwd: P
         ("regression_diabetes.py", "3", "test r2score:"),
         ("binary_breast_cancer.py", "3", "test f1score:"),
         ("resnet_digits.py", "1", "test accuracy:"),
+        ("transformer_digits.py", "1", "test accuracy:"),
     ],
 )
 def test_training_example(name: str, epochs: str, expected: str) -> None:
@@ -132,6 +133,7 @@ def test_every_example_is_tested() -> None:
         "export_onnx.py",
         "sweep_dask.py",
         "resnet_digits.py",
+        "transformer_digits.py",
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
