@@ -191,3 +191,12 @@ def test_sweep_dask_matches_the_serial_search() -> None:
     assert len(settings) == 8
     assert re.search(r"best: hidden \d+, learning rate [\d.]+; test accuracy 0\.\d{4}", output)
     assert "same scores as the serial search: True" in output
+
+
+def test_transformer_digits_draws_the_attention_weights(tmp_path: Path) -> None:
+    target = tmp_path / "attention.png"
+    output = run_example(
+        "transformer_digits.py", "--epochs", "1", "--verbose", "0", "--attention", str(target)
+    )
+    assert "test accuracy:" in output and "attention figure saved" in output
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -418,3 +418,14 @@ def test_bad_arguments(kwargs: dict[str, Any], pattern: str) -> None:
 def test_bad_config_is_refused() -> None:
     with pytest.raises(ValueError, match="bad TransformerEncoder config"):
         layer_from_config({"type": "TransformerEncoder", "num_heads": 2, "layers": []})
+
+
+def test_attention_weights_of_the_last_forward_are_kept() -> None:
+    layer = encoder(2, 4, 3, causal=True, dropout=0.0)
+    attention = layer.layers[0].layers[1]
+    assert attention.attention_weights is None
+    layer.forward(to_device(sample((5, 3, 4))), training=False)
+    weights = to_host(attention.attention_weights)
+    assert weights.shape == (5, 2, 3, 3)
+    np.testing.assert_allclose(weights.sum(axis=-1), 1.0, rtol=1e-12)
+    np.testing.assert_array_equal(np.triu(weights, 1), 0.0)  # causal: no later key
