@@ -52,13 +52,17 @@ class Spec:
             that outputs its last hidden state), ``block`` (a ResNet basic block:
             two 3x3 "same" convolutions with batch normalization, a 1x1 projection
             with batch normalization as shortcut where the shape changes, ReLU after
-            the addition) or ``gap`` (global average pooling over H and W).
+            the addition), ``gap`` (global average pooling over H and W),
+            ``embedding`` (token ids to vectors), ``position`` (a learned position
+            vector added at each step), ``encoder`` (a pre-norm Transformer encoder
+            block, GELU) or ``gap1d`` (the mean over the steps of (T, D) sequences).
         size: Output units (dense, lstm), output channels (conv, block), pool size
-            (maxpool).
+            (maxpool), vector size (embedding), feed-forward width (encoder).
         kernel: Kernel side of a convolution.
         p: Dropout probability.
         padding: Zeros added on each side of a convolution's input.
         stride: Stride of a block's first convolution and of its projection.
+        heads: Attention heads of an encoder block.
     """
 
     kind: str
@@ -67,6 +71,7 @@ class Spec:
     p: float = 0.0
     padding: int = 0
     stride: int = 1
+    heads: int = 0
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,7 @@ class Workload:
         learning_rate: The optimizer's learning rate.
         samples: Default number of training samples.
         batch_size: Default mini-batch size.
+        vocabulary: For inputs of token ids, the number of ids (0 for float inputs).
     """
 
     name: str
@@ -94,6 +100,7 @@ class Workload:
     samples: int
     batch_size: int
     description: str = field(default="")
+    vocabulary: int = 0
 
 
 #: Weight decay of mpneuralnetwork's Adam and RMSprop defaults (L2).
@@ -255,6 +262,27 @@ WORKLOADS: dict[str, Workload] = {
         batch_size=64,
         description="LSTM(128) over 28 steps of 28 features, Dense(10) on the last state, Adam",
     ),
+    "transformer": Workload(
+        name="transformer",
+        input_shape=(32,),
+        layers=(
+            Spec("embedding", 64),
+            Spec("position"),
+            Spec("encoder", 128, heads=4, p=0.1),
+            Spec("encoder", 128, heads=4, p=0.1),
+            Spec("gap1d"),
+            Spec("dense", CLASSES),
+        ),
+        task="classification",
+        optimizer="adam",
+        learning_rate=0.001,
+        samples=4_096,
+        batch_size=64,
+        description="Transformer: 32 token ids (vocabulary 1,000), Embedding(64), learned "
+        "positions, two pre-norm encoder blocks (4 heads, feed-forward 128, dropout 0.1), mean "
+        "over the steps, Dense(10), Adam",
+        vocabulary=1_000,
+    ),
 }
 
 #: Workloads whose inference throughput (``predict`` on PREDICT_SAMPLES) is measured.
@@ -277,11 +305,15 @@ def make_data(workload: Workload, samples: int, seed: int = 0) -> tuple[np.ndarr
         seed: Seed of the NumPy generator.
 
     Returns:
-        ``(X, y)``: X of shape ``(samples, *input_shape)``; y of shape
-        ``(samples, 10)`` one-hot for classification, ``(samples, 1)`` for regression.
+        ``(X, y)``: X of shape ``(samples, *input_shape)`` (int64 token ids for a
+        workload with a vocabulary); y of shape ``(samples, 10)`` one-hot for
+        classification, ``(samples, 1)`` for regression.
     """
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((samples, *workload.input_shape), dtype=np.float32)
+    if workload.vocabulary:
+        x = rng.integers(0, workload.vocabulary, (samples, *workload.input_shape))
+    else:
+        x = rng.standard_normal((samples, *workload.input_shape), dtype=np.float32)
     if workload.task == "classification":
         labels = rng.integers(0, CLASSES, samples)
         y = np.zeros((samples, CLASSES), dtype=np.float32)
@@ -318,6 +350,10 @@ def _shapes(workload: Workload) -> list[tuple[tuple[int, ...], tuple[int, ...]]]
             out = (spec.size, (h - 1) // spec.stride + 1, (w - 1) // spec.stride + 1)
         elif spec.kind == "gap":
             out = (shape[0],)
+        elif spec.kind == "embedding":
+            out = (*shape, spec.size)
+        elif spec.kind == "gap1d":
+            out = (shape[-1],)
         else:
             out = shape
         result.append((shape, out))
@@ -367,6 +403,10 @@ def flops_per_sample(workload: Workload) -> dict[str, float]:
         elif spec.kind == "lstm":  # x_t W and h_{t-1} U for the four gates, every step
             steps, features = shape_in
             forward += 2.0 * steps * (features + spec.size) * 4 * spec.size
+        elif spec.kind == "encoder":  # Q, K, V and output projections, scores, context, FFN
+            steps, dim = shape_in
+            forward += 2.0 * steps * dim * 4 * dim + 2.0 * 2 * steps * steps * dim
+            forward += 2.0 * 2 * steps * dim * spec.size
     return {"forward": forward, "train": 3.0 * forward}
 
 
@@ -409,6 +449,15 @@ def ours_build(workload: Workload) -> Any:
             net += [_ours_block(layers, activations, spec, shape_in), activations.ReLU()]
         elif spec.kind == "gap":
             net.append(layers.GlobalAveragePooling2D())
+        elif spec.kind == "embedding":
+            kwargs = {"input_length": workload.input_shape[0]} if first else {}
+            net.append(layers.Embedding(workload.vocabulary, spec.size, **kwargs))
+        elif spec.kind == "position":
+            net.append(layers.PositionEmbedding(shape_in[0]))
+        elif spec.kind == "encoder":
+            net.append(layers.TransformerEncoder(spec.heads, spec.size, dropout=spec.p))
+        elif spec.kind == "gap1d":
+            net.append(layers.GlobalAveragePooling1D())
         else:  # pragma: no cover - a typo in WORKLOADS
             raise ValueError(f"unknown layer kind {spec.kind!r}")
         first = False
@@ -471,6 +520,7 @@ def torch_build(workload: Workload, device: str = "cpu") -> tuple[Any, Any, Any]
     """Build the PyTorch network, optimizer and loss of a workload.
 
     Mirrors mpneuralnetwork's choices: no bias on a layer followed by BatchNorm,
+    LayerNorm's eps 1e-5 (as ours in TransformerEncoder),
     BatchNorm with ``momentum=0.1`` (ours keeps 0.9 of the old statistics) and
     ``eps=1e-8``; AdamW (decoupled decay 0.001, eps 1e-8) or RMSprop
     (``alpha=0.9``, eps 1e-8, L2 0.001 added to the gradient), each with weight
@@ -515,6 +565,22 @@ def torch_build(workload: Workload, device: str = "cpu") -> tuple[Any, Any, Any]
         def forward(self, x: Any) -> Any:
             return torch.relu(self.convolution(x) + self.shortcut(x))
 
+    class Positions(nn.Module):
+        """A learned (T, D) table added to every sequence (ours: PositionEmbedding)."""
+
+        def __init__(self, steps: int, dim: int) -> None:
+            super().__init__()
+            self.embeddings = nn.Parameter(0.02 * torch.randn(steps, dim))
+
+        def forward(self, x: Any) -> Any:
+            return x + self.embeddings
+
+    class StepMean(nn.Module):
+        """The mean over the steps of (N, T, D) sequences (ours: GlobalAveragePooling1D)."""
+
+        def forward(self, x: Any) -> Any:
+            return x.mean(dim=1)
+
     modules: list[Any] = []
     shapes = _shapes(workload)
     for i, (spec, (shape_in, _)) in enumerate(zip(workload.layers, shapes, strict=True)):
@@ -547,6 +613,23 @@ def torch_build(workload: Workload, device: str = "cpu") -> tuple[Any, Any, Any]
             modules.append(BasicBlock(shape_in[0], spec.size, spec.stride))
         elif spec.kind == "gap":
             modules += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        elif spec.kind == "embedding":
+            modules.append(nn.Embedding(workload.vocabulary, spec.size))
+        elif spec.kind == "position":
+            modules.append(Positions(*shape_in))
+        elif spec.kind == "encoder":
+            layer = nn.TransformerEncoderLayer(
+                d_model=shape_in[-1],
+                nhead=spec.heads,
+                dim_feedforward=spec.size,
+                dropout=spec.p,
+                activation="gelu",
+                batch_first=True,
+                norm_first=True,
+            )
+            modules.append(nn.TransformerEncoder(layer, 1, enable_nested_tensor=False))
+        elif spec.kind == "gap1d":
+            modules.append(StepMean())
         else:  # pragma: no cover - a typo in WORKLOADS
             raise ValueError(f"unknown layer kind {spec.kind!r}")
     model = nn.Sequential(*modules).to(device)
@@ -554,9 +637,9 @@ def torch_build(workload: Workload, device: str = "cpu") -> tuple[Any, Any, Any]
     decay: list[Any] = []
     no_decay: list[Any] = []
     for module in model.modules():
-        is_norm = isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
+        is_norm = isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm))
         for name, param in module.named_parameters(recurse=False):
-            (no_decay if is_norm or name.startswith("bias") else decay).append(param)
+            (no_decay if is_norm or "bias" in name else decay).append(param)
     groups = [
         {"params": decay, "weight_decay": WEIGHT_DECAY},
         {"params": no_decay, "weight_decay": 0.0},

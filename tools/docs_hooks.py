@@ -29,6 +29,13 @@ FIGURES = {
         "{output}",
     ],
     "assets/schedules.png": ["examples/plot_schedules.py", "--output", "{output}"],
+    "assets/transformer_attention.png": [
+        "examples/transformer_digits.py",
+        "--verbose",
+        "0",
+        "--attention",
+        "{output}",
+    ],
 }
 
 

@@ -13,7 +13,16 @@ import inspect
 import itertools
 
 from .activations import ELU, Activation, LeakyReLU, PReLU, ReLU, Sigmoid, Softmax, Swish
-from .layers import BatchNormalization, Convolutional, Dense, Dropout, Layer, Recurrent
+from .layers import (
+    BatchNormalization,
+    Convolutional,
+    Dense,
+    Dropout,
+    Layer,
+    LayerNormalization,
+    MultiHeadAttention,
+    Recurrent,
+)
 from .layers.containers import Container, walk
 from .losses import BinaryCrossEntropy, CategoricalCrossEntropy, Loss
 
@@ -102,9 +111,9 @@ def smart_initialization(layers: list[Layer]) -> None:
 
     Only Dense and Convolutional layers with ``initialization="auto"`` are touched;
     Dropout is looked through, a batch normalization removes the bias and is looked
-    through, and any other activation, Dense, Convolutional or container ends the
-    search. Inside a container, each run of layers is searched on its own (the end
-    of the run ends the search).
+    through, and any other activation, Dense, Convolutional, MultiHeadAttention,
+    LayerNormalization or container ends the search. Inside a container, each run of
+    layers is searched on its own (the end of the run ends the search).
     """
     for i, layer in enumerate(layers):
         if isinstance(layer, Container):
@@ -123,7 +132,18 @@ def smart_initialization(layers: list[Layer]) -> None:
             if isinstance(following, (ReLU, PReLU, Swish, LeakyReLU, ELU)):
                 method = "he"
                 break
-            if isinstance(following, (Activation, Dense, Convolutional, Container)):
+            # a layer with weights of its own ends the search as a Dense would
+            if isinstance(
+                following,
+                (
+                    Activation,
+                    Dense,
+                    Convolutional,
+                    Container,
+                    MultiHeadAttention,
+                    LayerNormalization,
+                ),
+            ):
                 break
         layer.init_weights(method, no_bias)
 

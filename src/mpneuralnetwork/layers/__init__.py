@@ -16,6 +16,7 @@ from .layer2d import (
     UpSampling2D,
 )
 from .recurrent import GRU, LSTM, Recurrent, SimpleRNN
+from .transformer import TransformerEncoder
 from .utils import col2im, im2col
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "Residual",
     "Sequential",
     "SimpleRNN",
+    "TransformerEncoder",
     "UpSampling2D",
     "col2im",
     "im2col",

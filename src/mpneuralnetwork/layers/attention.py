@@ -206,6 +206,16 @@ class MultiHeadAttention(Layer):
             return None
         return threads.matmul(d_rows, self.input_weights.T).reshape(n, steps, dim)
 
+    @property
+    def attention_weights(self) -> ArrayType | None:
+        """The softmax weights A of the last forward pass, (N, H, T, T), or None before one.
+
+        Row ``[n, h, t]`` is how much step ``t`` of sample ``n`` attends to each key in
+        head ``h`` (it sums to 1); dropout, if any, is not applied to it. The array is
+        the layer's own buffer: the next forward pass overwrites it (copy it to keep).
+        """
+        return self._cache.get("weights")
+
     def _causal_mask(self, steps: int, dtype: Any) -> Any:
         """(T, T): 0 on and below the diagonal, −inf above it (the keys after the query)."""
         mask = self._buffers.get("causal")
