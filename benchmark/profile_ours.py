@@ -27,6 +27,7 @@ Thread settings are applied before NumPy loads, as in the benchmark's children.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -168,8 +169,9 @@ def gemm_floor(model: Any, batch: int) -> dict[str, float]:
     floors: dict[str, float] = {}
     first = True
     for path, layer in _leaves(model):
-        if isinstance(layer, Dense):
-            m, k, n = batch, layer.input_size, layer.output_size
+        if isinstance(layer, Dense):  # on sequences (T, F), one (N·T, F) product
+            steps = math.prod(layer.input_shape[:-1])
+            m, k, n = batch * steps, layer.input_shape[-1], layer.output_shape[-1]
         elif isinstance(layer, Convolutional):
             c, _, _ = layer.input_shape
             o, ho, wo = layer.output_shape
