@@ -83,7 +83,9 @@ def no_input_message(first: Layer) -> str:
     if isinstance(first, Container):
         return (
             f"{message} takes its input shape from its first inner layer, which declares "
-            "none; give that layer its input argument (input_size=F, input_shape=...)"
+            "none; give that layer its input argument (input_size=F, input_shape=...), or "
+            "put first a layer that declares its input, such as Dense(..., input_shape=(T, F)) "
+            "or Embedding(..., input_length=T)"
         )
     try:
         accepted = set(inspect.signature(type(first)).parameters)

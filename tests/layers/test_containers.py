@@ -521,3 +521,12 @@ def test_forward_checks_the_input_shape_of_a_built_container() -> None:
     ):
         layer.forward(np.zeros((2, 4)))
     assert repr(layer).startswith("Sequential([Dense(")
+
+
+def test_a_first_container_without_a_declared_input_says_what_to_give() -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"^Input layer does not define input size: .*Sequential.*"
+        r"first inner layer.*input_shape=\(T, F\)",
+    ):
+        Model([Sequential([Dense(3), ReLU()]), Dense(2)], MSE())
