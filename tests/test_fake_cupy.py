@@ -18,8 +18,9 @@ from mpneuralnetwork import to_device, to_host, xp
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_CUPY_DIR = Path(__file__).resolve().parent / "fake_cupy"
 #: The suite re-run on the stand-in: everything but the examples and the notebook, which
-#: start their own processes, the documentation pages, and this test itself. The pages
-#: are written for a CPU user, and the outputs they show are those of the NumPy backend:
+#: start their own processes, the documentation pages, the real-data trainings, and this
+#: test itself. The pages are written for a CPU user, and the outputs they show are those
+#: of the NumPy backend:
 #: they print the backend's name and call NumPy functions on the arrays they get back
 #: (which CuPy, and so the stand-in, refuses); the library code they run is covered on
 #: the stand-in by the rest of the suite.
@@ -28,6 +29,9 @@ STANDIN_RUN = [
     "--ignore=tests/test_examples.py",
     "--ignore=tests/test_notebook.py",
     "--ignore=tests/test_docs.py",
+    # Whole trainings to an accuracy (47 s on the stand-in): the library code they run is
+    # covered here by the gradient and training-step tests of every layer and optimizer.
+    "--ignore=tests/test_real_data.py",
     "--deselect=tests/test_fake_cupy.py::test_the_suite_passes_on_the_standin",
 ]
 
