@@ -12,7 +12,7 @@ import pytest
 from helpers import check_gradients, distinct_values
 from helpers_model import assert_same_arrays, model_arrays
 from mpneuralnetwork import threads, to_device, to_host, xp
-from mpneuralnetwork.activations import ELU, SELU, LeakyReLU, ReLU, Softplus
+from mpneuralnetwork.activations import ELU, GELU, SELU, LeakyReLU, ReLU, Softplus
 from mpneuralnetwork.layers import Convolutional, Dense, Dropout, Flatten
 from mpneuralnetwork.losses import MSE
 from mpneuralnetwork.model import Model
@@ -245,7 +245,7 @@ class _FakeBlas:
         self.num_threads = count
 
 
-@pytest.mark.parametrize("make", [LeakyReLU, ELU, SELU, Softplus])
+@pytest.mark.parametrize("make", [LeakyReLU, ELU, SELU, Softplus, GELU])
 @pytest.mark.parametrize("channel_major", [False, True])
 def test_split_across_threads_matches_one_thread(
     make: Any, channel_major: bool, monkeypatch: pytest.MonkeyPatch

@@ -581,7 +581,8 @@ class GELU(Activation):
             return super().forward(input_batch, training)
         x = self._check_input(input_batch)
         self.input = x
-        self._cdf = normal_cdf(x)
+        # The erfc series is a few dozen passes: the batch's shares run on the pool.
+        self._cdf = _by_samples(lambda out, a: _into(out, normal_cdf(a)), x, x.dtype, x)
         self.output = x * self._cdf
         return self.output
 
@@ -592,7 +593,10 @@ class GELU(Activation):
         g = self._gradient(output_gradient_batch)
         slope = self._x_times_density(self.input)
         slope += self._cdf
-        return g * slope
+        if xp.ndim(g) == 0:
+            return g * slope
+        # In the input's memory order (channel-major after a convolution), whatever G's.
+        return xp.multiply(g, slope, out=xp.empty_like(slope, dtype=xp.result_type(g, slope)))
 
     @staticmethod
     def _x_times_density(x: ArrayType) -> ArrayType:
