@@ -503,6 +503,20 @@ class AveragePooling2D(_Pooling2D):
         return self._spread(g / (self.pool_size * self.pool_size))
 
 
+def _reshaped_back(g: ArrayType, like: ArrayType) -> ArrayType:
+    """``g`` with the shape of ``like`` and in its memory order.
+
+    Channel-major after a convolution: the layers below then never mix two orders,
+    which halves the speed of their passes.
+    """
+    d_input = g.reshape(like.shape)
+    if d_input.strides == like.strides:
+        return d_input
+    ordered = xp.empty_like(like, dtype=g.dtype)
+    ordered[...] = d_input
+    return ordered
+
+
 class Flatten(Layer):
     """Flatten each sample: (N, ...) -> (N, product of the rest)."""
 
@@ -518,15 +532,7 @@ class Flatten(Layer):
         return self.output
 
     def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
-        g = self._check_gradient(output_gradient_batch)
-        d_input = g.reshape(self.input.shape)
-        if d_input.strides == self.input.strides:
-            return d_input
-        # In the input's memory order (channel-major after a convolution): the layers
-        # below then never mix two orders, which halves the speed of their passes.
-        ordered = xp.empty_like(self.input, dtype=g.dtype)
-        ordered[...] = d_input
-        return ordered
+        return _reshaped_back(self._check_gradient(output_gradient_batch), self.input)
 
 
 class BatchNormalization2D(BatchNormalization):
@@ -628,14 +634,7 @@ class Reshape(Layer):
         return self.output
 
     def backward(self, output_gradient_batch: ArrayType) -> ArrayType:
-        g = self._check_gradient(output_gradient_batch)
-        d_input = g.reshape(self.input.shape)
-        if d_input.strides == self.input.strides:
-            return d_input
-        # In the input's memory order, as `Flatten` does (channel-major after a convolution).
-        ordered = xp.empty_like(self.input, dtype=g.dtype)
-        ordered[...] = d_input
-        return ordered
+        return _reshaped_back(self._check_gradient(output_gradient_batch), self.input)
 
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"type": "Reshape", "target_shape": self.target_shape}
