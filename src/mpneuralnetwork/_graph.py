@@ -68,8 +68,9 @@ def _check_unique(layers: list[Layer]) -> None:
         seen.add(id(layer))
 
 
-#: The constructor arguments that declare a first layer's input: (value, meaning).
-_INPUT_ARGUMENTS = {
+#: The constructor arguments that declare a layer's input, with what to give each (value,
+#: meaning): the message of a first layer without one, and what `load_model` sets aside.
+INPUT_ARGUMENTS = {
     "input_size": ("F", "the number of features of one sample"),
     "input_length": ("T", "the number of ids of one sample"),
     "input_shape": ("(...)", "the shape of one sample, without the batch axis"),
@@ -91,13 +92,13 @@ def no_input_message(first: Layer) -> str:
         accepted = set(inspect.signature(type(first)).parameters)
     except ValueError:  # no signature to read
         accepted = set()
-    argument = next((a for a in _INPUT_ARGUMENTS if a in accepted), None)
+    argument = next((a for a in INPUT_ARGUMENTS if a in accepted), None)
     if argument is None:
         return (
             f"{message} takes no input argument; put first a layer that declares its input, "
             "such as Dense(..., input_size=F) or Convolutional(..., input_shape=(C, H, W))"
         )
-    value, meaning = _INPUT_ARGUMENTS[argument]
+    value, meaning = INPUT_ARGUMENTS[argument]
     if isinstance(first, Convolutional):
         value, meaning = "(C, H, W)", "the channels, height and width of one image"
     elif isinstance(first, Recurrent):

@@ -24,6 +24,7 @@ from typing import Any, get_args
 import numpy as np
 
 from . import _checks, activations, callbacks, layers, losses, metrics, optimizers, schedules
+from ._graph import INPUT_ARGUMENTS
 from .archive import archive_bytes, save_model
 from .backend import DTYPE, xp
 from .layers.containers import Container, leaves, walk
@@ -372,11 +373,6 @@ def _from_config(
     return _build(kind, _registries(custom_objects)[kind], dict(config), caller=name)
 
 
-#: Constructor arguments that declare a layer's input: given one, a library layer
-#: builds, and draws its weights, at construction.
-_INPUT_ARGUMENTS = ("input_size", "input_shape", "input_length")
-
-
 def _build_layer(
     config: Any, registry: dict[str, type], caller: str = "load_model", for_file: bool = True
 ) -> Any:
@@ -417,7 +413,7 @@ def _build_layer(
         and issubclass(cls, layers.Layer)
         and cls.array_shapes is not layers.Layer.array_shapes
     ):
-        deferred = {k: config[k] for k in _INPUT_ARGUMENTS if config.get(k) is not None}
+        deferred = {k: config[k] for k in INPUT_ARGUMENTS if config.get(k) is not None}
     kwargs = {**config, **dict.fromkeys(deferred)}
     if "initialization" in config:
         kwargs["initialization"] = "auto"
